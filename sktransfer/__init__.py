@@ -1,0 +1,12 @@
+"""sktransfer: multi-task, transfer, meta- and continual learning for scikit-learn.
+
+Every estimator is a scikit-learn estimator that trains a PyTorch network
+through a private skorch net. Importing the package never changes
+scikit-learn's global configuration.
+"""
+
+from .multitask import MultiTaskClassifier
+
+__version__ = "0.1.0"
+
+__all__ = ["MultiTaskClassifier", "__version__"]

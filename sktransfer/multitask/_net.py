@@ -1,0 +1,100 @@
+"""The private skorch net behind the multi-task estimators.
+
+It differs from a plain :class:`skorch.NeuralNet` in one hook, ``get_loss``:
+the criterion returns per-task losses and label counts, the module's
+weighter combines them, and the per-task losses and weights of every epoch
+are written to ``history`` as ``train_task_losses`` / ``train_task_weights``
+(and ``valid_task_losses`` with a validation split), one list of T floats
+per epoch.
+"""
+
+import torch
+from skorch import NeuralNet
+from torch import nn
+
+_MASK_VALUE = -1e4
+
+
+class MultiTaskModule(nn.Module):
+    """The network and the weighter, as one module for skorch.
+
+    ``class_mask`` (T, C) marks the outputs each task uses; the others are
+    set to a large negative logit so softmax gives them probability 0.
+    """
+
+    def __init__(self, model, weighter, class_mask):
+        super().__init__()
+        self.model = model
+        self.weighter = weighter
+        self.register_buffer("class_mask", torch.as_tensor(class_mask, dtype=torch.bool))
+
+    def forward(self, X, task_ids=None):
+        out = self.model(X, task_ids)
+        mask = self.class_mask if task_ids is None else self.class_mask[task_ids]
+        if bool(mask.all()):
+            return out
+        return out.masked_fill(~mask, _MASK_VALUE)
+
+
+class MultiTaskLoss(nn.Module):
+    """Per-task mean cross-entropy and per-task label counts.
+
+    ``y`` is (n,) local labels with per-row ``task_ids`` (one task per row),
+    or (n, T) with -1 for a missing label.
+    """
+
+    def __init__(self, n_tasks):
+        super().__init__()
+        self.n_tasks = n_tasks
+
+    def forward(self, logits, y, task_ids=None):
+        if task_ids is not None:
+            losses = nn.functional.cross_entropy(logits, y, reduction="none")
+            sums = logits.new_zeros(self.n_tasks).index_add(0, task_ids, losses)
+            counts = torch.bincount(task_ids, minlength=self.n_tasks).to(logits.dtype)
+        else:
+            n, t, c = logits.shape
+            losses = nn.functional.cross_entropy(
+                logits.reshape(n * t, c), y.reshape(n * t), ignore_index=-1, reduction="none"
+            ).view(n, t)
+            sums = losses.sum(0)
+            counts = (y >= 0).sum(0).to(logits.dtype)
+        return sums / counts.clamp(min=1), counts
+
+
+class MultiTaskNet(NeuralNet):
+    """skorch net whose loss is a weighted combination of per-task losses."""
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        task_ids = X.get("task_ids") if isinstance(X, dict) else None
+        if task_ids is not None:
+            task_ids = task_ids.to(y_pred.device)
+        losses, counts = self.criterion_(y_pred, y_true.to(y_pred.device), task_ids)
+        present = counts > 0
+        total, weights = self.module_.weighter(losses, present)
+        self._accumulate("train" if training else "valid", losses, counts, weights, present)
+        return total
+
+    def _accumulate(self, prefix, losses, counts, weights, present):
+        acc = self.__dict__.setdefault("_task_acc", {})
+        d = losses.detach() * counts
+        w = weights.detach() * present
+        if prefix in acc:
+            a = acc[prefix]
+            a[0] += d
+            a[1] += counts
+            a[2] += w
+            a[3] += present
+        else:
+            acc[prefix] = [d.clone(), counts.clone(), w.clone(), present.to(w.dtype).clone()]
+
+    def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        acc = self.__dict__.pop("_task_acc", {})
+        for prefix, (loss_sum, count, w_sum, w_n) in acc.items():
+            losses = (loss_sum / count.clamp(min=1)).cpu().tolist()
+            self.history.record(f"{prefix}_task_losses", losses)
+            if prefix == "train":
+                weights = (w_sum / w_n.clamp(min=1)).cpu().tolist()
+                self.history.record("train_task_weights", weights)
+        super().on_epoch_end(net, dataset_train=dataset_train, dataset_valid=dataset_valid,
+                             **kwargs)

@@ -1,0 +1,18 @@
+import os
+
+import pytest
+import torch
+
+# One torch thread: the suite runs on small, shared machines.
+torch.set_num_threads(1)
+os.environ.setdefault("SKTRANSFER_NUM_THREADS", "1")
+
+
+@pytest.fixture(autouse=True)
+def _no_global_config_leak():
+    """Every test starts and ends with scikit-learn's default configuration."""
+    import sklearn
+
+    before = sklearn.get_config()
+    yield
+    sklearn.set_config(**before)

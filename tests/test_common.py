@@ -1,0 +1,29 @@
+"""scikit-learn's estimator checks over every public estimator."""
+
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sktransfer import MultiTaskClassifier
+
+ESTIMATORS = [
+    MultiTaskClassifier(hidden_layer_sizes=(16,), max_epochs=40, lr=0.02, batch_size=32,
+                        random_state=0),
+]
+
+# check name -> reason, for checks that are expected to fail.
+EXPECTED_FAILED = {}
+
+
+def _expected(estimator):
+    return EXPECTED_FAILED.get(type(estimator).__name__, {})
+
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def test_expected_failures_have_reasons():
+    for name, checks in EXPECTED_FAILED.items():
+        for check, reason in checks.items():
+            assert reason.strip(), f"{name}.{check} is listed without a reason"
