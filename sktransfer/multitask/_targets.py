@@ -50,9 +50,10 @@ def encode_task_ids(task_ids, tasks):
     idx = np.clip(idx, 0, len(tasks) - 1)
     unseen = tasks[idx] != task_ids
     if np.any(unseen):
+        unseen_ids = sorted(set(task_ids[unseen].tolist()))[:10]
         raise ValueError(
-            f"task_ids contains tasks not seen in fit: {sorted(set(task_ids[unseen].tolist()))[:10]}"
-            f"; the fitted tasks are {tasks.tolist()[:20]}"
+            f"task_ids contains tasks not seen in fit: {unseen_ids}; "
+            f"the fitted tasks are {tasks.tolist()[:20]}"
         )
     return idx.astype(np.int64)
 
