@@ -1,0 +1,7 @@
+"""Data sets: loaders for public benchmarks (downloaded and cached) and task generators."""
+
+from ._fetch import get_data_home
+from ._mnist import load_mnist
+from ._omniglot import load_omniglot
+
+__all__ = ["get_data_home", "load_mnist", "load_omniglot"]
