@@ -21,6 +21,10 @@ from torch import nn
 __all__ = ["HardSharing", "TaskConditioned", "ARCHITECTURES", "build_architecture"]
 
 
+# Above this many tasks, each row's head is gathered instead of computing all.
+_GATHER_ABOVE = 16
+
+
 class _StackedHeads(nn.Module):
     """T linear heads of equal width held as one (T, C, d) weight tensor.
 
@@ -37,10 +41,14 @@ class _StackedHeads(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, Z, task_ids=None):
-        if task_ids is None:
-            return torch.einsum("nd,tcd->ntc", Z, self.weight) + self.bias
-        if self.weight.shape[0] == 1:
-            return Z @ self.weight[0].T + self.bias[0]
+        t, c, d = self.weight.shape
+        if task_ids is None or t <= _GATHER_ABOVE:
+            # One matmul for all heads; for few tasks this beats gathering
+            # each row's weight matrix (and its scatter-add backward).
+            out = torch.addmm(self.bias.view(-1), Z, self.weight.view(t * c, d).T).view(-1, t, c)
+            if task_ids is None:
+                return out
+            return out[torch.arange(Z.shape[0], device=Z.device), task_ids]
         W = self.weight[task_ids]
         return torch.bmm(W, Z.unsqueeze(-1)).squeeze(-1) + self.bias[task_ids]
 

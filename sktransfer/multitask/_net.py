@@ -27,12 +27,13 @@ class MultiTaskModule(nn.Module):
         self.model = model
         self.weighter = weighter
         self.register_buffer("class_mask", torch.as_tensor(class_mask, dtype=torch.bool))
+        self._all_classes = bool(self.class_mask.all())
 
     def forward(self, X, task_ids=None):
         out = self.model(X, task_ids)
-        mask = self.class_mask if task_ids is None else self.class_mask[task_ids]
-        if bool(mask.all()):
+        if self._all_classes:
             return out
+        mask = self.class_mask if task_ids is None else self.class_mask[task_ids]
         return out.masked_fill(~mask, _MASK_VALUE)
 
 
@@ -76,25 +77,25 @@ class MultiTaskNet(NeuralNet):
         return total
 
     def _accumulate(self, prefix, losses, counts, weights, present):
-        acc = self.__dict__.setdefault("_task_acc", {})
-        d = losses.detach() * counts
-        w = weights.detach() * present
-        if prefix in acc:
-            a = acc[prefix]
-            a[0] += d
-            a[1] += counts
-            a[2] += w
-            a[3] += present
-        else:
-            acc[prefix] = [d.clone(), counts.clone(), w.clone(), present.to(w.dtype).clone()]
+        # Keep the batch tensors; they are reduced once at the end of the epoch.
+        self.__dict__.setdefault("_task_acc", {}).setdefault(prefix, []).append(
+            (losses.detach(), counts, weights.detach(), present))
+
+    def _set_training(self, training=True):
+        # skorch sets the mode of every module on every batch; skip when unchanged.
+        if self.module_.training == training:
+            return
+        super()._set_training(training)
 
     def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         acc = self.__dict__.pop("_task_acc", {})
-        for prefix, (loss_sum, count, w_sum, w_n) in acc.items():
-            losses = (loss_sum / count.clamp(min=1)).cpu().tolist()
-            self.history.record(f"{prefix}_task_losses", losses)
+        for prefix, batches in acc.items():
+            losses, counts, weights, present = (torch.stack(v) for v in zip(*batches))
+            present = present.to(losses.dtype)
+            per_task = (losses * counts).sum(0) / counts.sum(0).clamp(min=1)
+            self.history.record(f"{prefix}_task_losses", per_task.cpu().tolist())
             if prefix == "train":
-                weights = (w_sum / w_n.clamp(min=1)).cpu().tolist()
-                self.history.record("train_task_weights", weights)
+                mean_w = (weights * present).sum(0) / present.sum(0).clamp(min=1)
+                self.history.record("train_task_weights", mean_w.cpu().tolist())
         super().on_epoch_end(net, dataset_train=dataset_train, dataset_valid=dataset_valid,
                              **kwargs)

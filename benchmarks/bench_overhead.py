@@ -1,0 +1,96 @@
+"""Time per epoch of MultiTaskClassifier against a hand-written PyTorch loop.
+
+Both train the same network (the estimator's own module, copied), on the
+same data, with the same batch size, optimizer, loss and task weighting;
+the hand-written loop slices shuffled tensors, the way a careful user
+writes it. They run alternately in one process, so machine noise hits both,
+and the table reports the median epoch time of each and their ratio.
+
+Run ``python benchmarks/bench_overhead.py`` (``--quick`` for a short run).
+"""
+
+import argparse
+import copy
+import statistics
+import time
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+
+from sktransfer import MultiTaskClassifier
+from sktransfer.base import torch_threads
+
+
+def make_problem(n_repeat):
+    """Digits, two tasks per row-group: 'which digit' and 'which digit mod 3'."""
+    X, y = load_digits(return_X_y=True)
+    X = np.tile((X / 16.0).astype(np.float32), (n_repeat, 1))
+    y = np.tile(y, n_repeat)
+    task = np.arange(len(y)) % 2
+    y = np.where(task == 0, y, y % 3)
+    return X, y, task
+
+
+def hand_written_epoch(module, opt, X, y, t, batch_size, n_tasks):
+    """One epoch of the plain loop: shuffle, slice, forward, per-task CE, backward."""
+    n = X.shape[0]
+    order = torch.randperm(n)
+    module.train()
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        xb, yb, tb = X[idx], y[idx], t[idx]
+        opt.zero_grad()
+        logits = module(xb, tb)
+        losses = torch.nn.functional.cross_entropy(logits, yb, reduction="none")
+        per_task = torch.zeros(n_tasks).index_add(0, tb, losses) / torch.bincount(
+            tb, minlength=n_tasks).clamp(min=1)
+        per_task.sum().backward()
+        opt.step()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer epochs and repeats")
+    args = parser.parse_args()
+    epochs = 3 if args.quick else 10
+    rows = []
+    with torch_threads(1):
+        for hidden, batch_size, n_repeat in [((64,), 64, 5), ((256, 256), 128, 5),
+                                              ((512, 512, 512), 256, 5)]:
+            X, y, t = make_problem(n_repeat)
+            est = MultiTaskClassifier(hidden_layer_sizes=hidden, batch_size=batch_size,
+                                      max_epochs=1, random_state=0)
+            est.fit(X, y, task_ids=t)  # builds the module and the label encoding
+            # The same network and loss, trained by hand.
+            module = copy.deepcopy(est.net_.module_)
+            Xt = torch.as_tensor(X)
+            yt = torch.as_tensor(np.where(t == 0, y, y % 3), dtype=torch.int64)
+            tt = torch.as_tensor(t, dtype=torch.int64)
+            opt = torch.optim.Adam(module.parameters(), lr=1e-3)
+            est.set_params(max_epochs=1)
+            t_est, t_hand = [], []
+            for _ in range(epochs):
+                t0 = time.perf_counter()
+                est.net_.partial_fit(est._inputs(X, t), yt)
+                t_est.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                hand_written_epoch(module, opt, Xt, yt, tt, batch_size, 2)
+                t_hand.append(time.perf_counter() - t0)
+            # A full fit() too (validation, seeding, net construction included).
+            t0 = time.perf_counter()
+            MultiTaskClassifier(hidden_layer_sizes=hidden, batch_size=batch_size,
+                                max_epochs=epochs, random_state=0).fit(X, y, task_ids=t)
+            t_fit = (time.perf_counter() - t0) / epochs
+            me, mh = statistics.median(t_est), statistics.median(t_hand)
+            rows.append((f"MLP {hidden}", batch_size, X.shape[0], me, mh, me / mh, t_fit / mh))
+    print(f"{'network':<22}{'batch':>6}{'rows':>7}{'estimator s':>13}{'hand s':>9}"
+          f"{'ratio':>8}{'fit()/hand':>12}")
+    for name, bs, n, me, mh, r, rf in rows:
+        print(f"{name:<22}{bs:>6}{n:>7}{me:>13.4f}{mh:>9.4f}{r:>8.3f}{rf:>12.3f}")
+    print("ratio: median epoch time of net_.partial_fit over the hand-written loop, same module;")
+    print("fit()/hand: a whole fit() per epoch (validation, seeding, set-up) over the loop.")
+
+
+if __name__ == "__main__":
+    main()
