@@ -192,7 +192,8 @@ class NeuralEstimatorMixin:
     module : None, nn.Module class, factory or instance
         ``None`` builds the default network (an :class:`~sktransfer.modules.MLP`
         with ``hidden_layer_sizes`` for tabular data, a
-        :class:`~sktransfer.modules.Conv4` for images). A class or factory is
+        :class:`~sktransfer.modules.Conv4` for images, with fewer blocks for
+        images smaller than 16x16). A class or factory is
         called with no arguments under the estimator's seed; an instance is
         deep-copied at every fit, so its weights are the starting point.
     hidden_layer_sizes : tuple of int
@@ -298,7 +299,11 @@ class NeuralEstimatorMixin:
         module = self.module
         if module is None:
             if len(sample_shape) == 3:
-                return Conv4(in_channels=sample_shape[0], image_size=tuple(sample_shape[1:]))
+                # Four blocks halve 28x28 to 1x1; smaller images get fewer blocks.
+                side = min(sample_shape[1:])
+                n_blocks = int(min(4, max(1, np.floor(np.log2(max(side, 2))))))
+                return Conv4(in_channels=sample_shape[0], n_blocks=n_blocks,
+                             image_size=tuple(sample_shape[1:]))
             return MLP(int(np.prod(sample_shape)), hidden_layer_sizes)
         if isinstance(module, nn.Module):
             return copy.deepcopy(module)

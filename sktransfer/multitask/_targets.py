@@ -107,20 +107,21 @@ def encode_multi_target(Y, missing_label):
     task_classes = []
     for j in range(T):
         col = Y[:, j]
+        name = tasks.tolist()[j]
         missing = _is_missing(col, missing_label)
         labelled = col[~missing]
         if labelled.size == 0:
             raise ValueError(
-                f"task {tasks[j]!r} (column {j} of Y) has no label in any row: every entry is "
+                f"task {name!r} (column {j} of Y) has no label in any row: every entry is "
                 "missing, so there is nothing to learn for it; drop the column"
             )
         if labelled.dtype == object:
             kinds = {type(v) for v in labelled}
             if len(kinds) > 1 and not all(issubclass(k, (int, float, np.number)) for k in kinds):
-                raise ValueError(f"task {tasks[j]!r} mixes label types {sorted(map(str, kinds))}")
+                raise ValueError(f"task {name!r} mixes label types {sorted(map(str, kinds))}")
         if type_of_target(labelled) in ("continuous", "continuous-multioutput"):
             raise ValueError(
-                f"Unknown label type: task {tasks[j]!r} has continuous labels; "
+                f"Unknown label type: task {name!r} has continuous labels; "
                 "MultiTaskClassifier needs class labels"
             )
         cls, inv = np.unique(labelled, return_inverse=True)

@@ -1,0 +1,102 @@
+"""The shared base: devices, threads, batching, safe weights."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from skorch.dataset import Dataset
+
+from sktransfer.base import (
+    _FastBatchIterator,
+    default_num_threads,
+    load_state_dict,
+    resolve_device,
+    torch_threads,
+)
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="device must be one of"):
+        resolve_device("tpu")
+    with pytest.raises(ValueError, match="device must be one of"):
+        resolve_device(3)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device is available"):
+            resolve_device("cuda:0")
+
+
+def test_thread_policy(monkeypatch):
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    monkeypatch.setenv("SKTRANSFER_NUM_THREADS", "3")
+    assert default_num_threads() == 3
+    monkeypatch.setenv("SKTRANSFER_NUM_THREADS", "zero")
+    with pytest.raises(ValueError, match="SKTRANSFER_NUM_THREADS must be a positive integer"):
+        default_num_threads()
+    monkeypatch.delenv("SKTRANSFER_NUM_THREADS")
+    n_cpus = len(os.sched_getaffinity(0))
+    assert default_num_threads() == max(1, min(torch.get_num_threads(), n_cpus // 2))
+    with pytest.raises(RuntimeError), torch_threads(1):
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_fast_batch_iterator_covers_every_row_once(drop_last):
+    X = {"X": np.arange(23, dtype=np.float32)[:, None], "task_ids": np.arange(23) % 2}
+    y = np.arange(23)
+    it = _FastBatchIterator(Dataset(X, y), batch_size=5, shuffle=True, drop_last=drop_last)
+    torch.manual_seed(0)
+    batches = list(it)
+    assert len(batches) == len(it) == (4 if drop_last else 5)
+    seen = torch.cat([yb for _, yb in batches]).numpy()
+    assert len(seen) == (20 if drop_last else 23) and len(set(seen)) == len(seen)
+    for xb, yb in batches:  # rows stay aligned across X, task_ids and y
+        np.testing.assert_array_equal(xb["X"][:, 0].numpy(), yb.numpy())
+        np.testing.assert_array_equal(xb["task_ids"].numpy(), yb.numpy() % 2)
+    assert not np.array_equal(seen, np.sort(seen))  # shuffled
+    unshuffled = torch.cat([yb for _, yb in _FastBatchIterator(Dataset(X, y), batch_size=5)])
+    np.testing.assert_array_equal(unshuffled.numpy(), y)
+
+
+def test_fast_batch_iterator_falls_back_for_other_datasets():
+    ds = torch.utils.data.TensorDataset(torch.arange(10.0), torch.arange(10))
+    it = _FastBatchIterator(ds, batch_size=4)
+    assert [len(b[0]) for b in it] == [4, 4, 2]
+
+
+class _Evil:
+    def __reduce__(self):
+        return (exec, ("import os; os.environ['SKTRANSFER_PWNED'] = '1'",))
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_weights_are_never_unpickled(tmp_path):
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as fh:
+        pickle.dump({"w": _Evil()}, fh)
+    with pytest.raises(ValueError, match="never unpickled"):
+        load_state_dict(path)
+    assert "SKTRANSFER_PWNED" not in os.environ
+    torch.save([torch.zeros(2)], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="not a state dict"):
+        load_state_dict(tmp_path / "list.pt")
+
+
+def test_mismatched_weights_are_a_clear_error(tmp_path):
+    from sklearn.datasets import load_digits
+
+    from sktransfer import MultiTaskClassifier
+
+    X, y = load_digits(n_class=3, return_X_y=True)
+    small = MultiTaskClassifier(hidden_layer_sizes=(8,), max_epochs=0).fit(X, y)
+    large = MultiTaskClassifier(hidden_layer_sizes=(16,), max_epochs=0).fit(X, y)
+    small.save_weights(tmp_path / "small.safetensors")
+    with pytest.raises(ValueError, match="do not match this estimator's network"):
+        large.load_weights(tmp_path / "small.safetensors")
