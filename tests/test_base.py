@@ -100,3 +100,25 @@ def test_mismatched_weights_are_a_clear_error(tmp_path):
     small.save_weights(tmp_path / "small.safetensors")
     with pytest.raises(ValueError, match="do not match this estimator's network"):
         large.load_weights(tmp_path / "small.safetensors")
+
+
+def test_model_marked_cuda_loads_on_cpu():
+    """A model pickled from a GPU machine unpickles on the CPU and predicts."""
+    import warnings
+
+    from sklearn.datasets import load_digits
+
+    from sktransfer import MultiTaskClassifier
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    X, y = load_digits(n_class=3, return_X_y=True)
+    clf = MultiTaskClassifier(hidden_layer_sizes=(8,), max_epochs=2, random_state=0).fit(X, y)
+    expected = clf.predict_proba(X)
+    clf.net_.device = "cuda"  # as it would be after training on a GPU
+    blob = pickle.dumps(clf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # skorch warns that it falls back to the CPU
+        restored = pickle.loads(blob)
+    assert str(restored.net_.device) == "cpu"
+    np.testing.assert_allclose(restored.predict_proba(X), expected)
