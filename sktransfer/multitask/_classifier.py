@@ -38,6 +38,11 @@ class MultiTaskClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimator):
     With ``y`` 1-D and no task ids the estimator is an ordinary single-task
     classifier.
 
+    With NaN for missing labels, give ``GridSearchCV`` and ``cross_validate``
+    an explicit splitter (``cv=KFold(3)``): with an integer ``cv``
+    scikit-learn inspects a classifier's target to stratify and rejects NaN.
+    ``missing_label=-1`` with integer labels avoids this.
+
     ``task_ids`` is per-sample metadata requested by default by ``fit``,
     ``predict``, ``predict_proba`` and ``score``: with
     ``sklearn.set_config(enable_metadata_routing=True)`` it flows through
@@ -306,7 +311,7 @@ class MultiTaskClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimator):
 
         Returns
         -------
-        proba : ndarray of shape (n_samples, len(classes_)) or list of ndarray
+        proba : ndarray of shape (n_samples, n_classes) or list of ndarray
             Task format: probabilities over ``classes_`` (zero for labels the
             row's task does not have). 2-D ``Y``: one (n_samples,
             n_classes_t) array per task, as :class:`~sklearn.multioutput.MultiOutputClassifier`.

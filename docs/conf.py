@@ -1,0 +1,93 @@
+"""Sphinx configuration of the sktransfer documentation.
+
+Builds offline: no intersphinx, no remote resources. Build with::
+
+    sphinx-build -W --keep-going -b html docs docs/_build/html
+"""
+
+import os
+import sys
+
+# Document the package from this source tree even when it is not installed.
+sys.path.insert(0, os.path.abspath(".."))
+os.environ.setdefault("SKTRANSFER_NUM_THREADS", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import sktransfer
+
+project = "sktransfer"
+author = "The sktransfer developers"
+copyright = "the sktransfer developers"
+release = sktransfer.__version__
+version = ".".join(release.split(".")[:2])
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "numpydoc",
+    "sphinx_gallery.gen_gallery",
+]
+
+templates_path = ["_templates"]
+exclude_patterns = ["_build", "gen_modules/backreferences", "auto_examples/*.ipynb",
+                    "auto_examples/*.py", "auto_examples/*.zip", "sg_execution_times.rst",
+                    "auto_examples/sg_execution_times.rst"]
+root_doc = "index"
+default_role = "literal"
+
+# -- autodoc / autosummary ----------------------------------------------------
+autosummary_generate = True
+autodoc_default_options = {"members": True}
+autodoc_typehints = "none"
+autoclass_content = "class"
+
+# -- numpydoc -----------------------------------------------------------------
+numpydoc_show_class_members = False
+numpydoc_show_inherited_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_validation_checks = set()
+numpydoc_xref_param_type = False
+
+# -- sphinx-gallery -----------------------------------------------------------
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "min_reported_time": 1,
+    "within_subsection_order": "FileNameSortKey",
+    "matplotlib_animations": False,
+    "first_notebook_cell": None,
+}
+
+# -- HTML ---------------------------------------------------------------------
+html_theme = "alabaster"
+html_theme_options = {
+    "description": "Multi-task, transfer, meta- and continual learning for scikit-learn",
+    "fixed_sidebar": True,
+    "show_powered_by": False,
+}
+html_static_path = []
+html_show_sourcelink = False
+html_title = f"sktransfer {release}"
+
+
+# -- skip the metadata-routing methods scikit-learn generates -----------------
+# ``set_{fit,predict,...}_request`` and ``get_metadata_routing`` come from
+# scikit-learn, and their docstrings link to labels of scikit-learn's own
+# documentation. The user guide explains metadata routing instead.
+def _skip_sklearn_routing_methods(app, what, name, obj, skip, options):
+    is_request_setter = name.startswith("set_") and name.endswith("_request")
+    is_inherited_router = (
+        name == "get_metadata_routing"
+        and getattr(obj, "__module__", "").startswith("sklearn.")
+    )
+    if is_request_setter or is_inherited_router:
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_sklearn_routing_methods)
