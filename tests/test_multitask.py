@@ -308,7 +308,7 @@ def test_task_scorer_matches_manual_per_task_mean(fitted_task_model, digits_task
     "kwargs, match",
     [
         (dict(architecture="tree"),
-         r"unknown architecture 'tree'; valid names are \['conditioned', 'hard'\]"),
+         r"unknown architecture 'tree'; valid names are \['conditioned', 'cross_stitch', 'hard'"),
         (dict(weighting="magic"), r"unknown weighting 'magic'; valid names are"),
         (dict(weighting="static"), r"needs task_weights"),
         (dict(task_weights=[1.0]), r"one weight per task \(2\)"),

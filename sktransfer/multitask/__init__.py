@@ -3,7 +3,19 @@
 See :class:`MultiTaskClassifier` and the weighting strategies.
 """
 
-from ._architectures import ARCHITECTURES, HardSharing, TaskConditioned
+from ._architectures import (
+    ARCHITECTURES,
+    MTAN,
+    Architecture,
+    CrossStitch,
+    HardParameterSharing,
+    HardSharing,
+    Independent,
+    MMoE,
+    Sluice,
+    TaskConditioned,
+    TaskConditioning,
+)
 from ._classifier import MultiTaskClassifier
 from ._weighting import (
     WEIGHTINGS,
@@ -15,6 +27,14 @@ from ._weighting import (
 
 __all__ = [
     "ARCHITECTURES",
+    "Architecture",
+    "CrossStitch",
+    "HardParameterSharing",
+    "Independent",
+    "MMoE",
+    "MTAN",
+    "Sluice",
+    "TaskConditioning",
     "WEIGHTINGS",
     "EqualWeighting",
     "HardSharing",

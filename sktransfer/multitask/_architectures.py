@@ -1,6 +1,9 @@
-"""Multi-task network architectures.
+"""Multi-task architectures: configuration objects and the networks they build.
 
-Every architecture is an ``nn.Module`` with the same call contract::
+``architecture=`` takes a name of :data:`ARCHITECTURES`, an
+:class:`Architecture` object (whose parameters ``GridSearchCV`` can search as
+``architecture__<name>``), or a user ``nn.Module``. Every network built here
+has the same call contract::
 
     forward(X, task_ids=None) -> logits
 
@@ -9,136 +12,35 @@ Every architecture is an ``nn.Module`` with the same call contract::
 * without, it returns the (n, T, C) outputs of every task for every row.
 
 ``C`` is the largest output width over tasks; the estimator masks the
-columns a task does not use. Architectures are built by
-:func:`build_architecture` from a name or taken as a user module.
+columns a task does not use. A network may define ``shared_parameters()``
+(used by gradient-based weightings) and ``penalty()`` (added to the loss).
 """
 
-import math
-
 import torch
+from sklearn.base import BaseEstimator
 from torch import nn
 
-__all__ = ["HardSharing", "TaskConditioned", "ARCHITECTURES", "build_architecture"]
+from ._attention import AttentionNet
+from ._blocks import block_shapes, fresh_copy, layer_sequence, split_blocks
+from ._columns import ColumnNet
+from ._conditioned import TaskConditioned
+from ._experts import MixtureOfExpertsNet
+from ._hard import HardSharing
 
-
-# Above this many tasks, each row's head is gathered instead of computing all.
-_GATHER_ABOVE = 16
-
-
-class _StackedHeads(nn.Module):
-    """T linear heads of equal width held as one (T, C, d) weight tensor.
-
-    Computing all heads is one ``einsum``; computing each row's own head
-    gathers that row's weight matrix. Both avoid a Python loop over tasks.
-    """
-
-    def __init__(self, n_tasks, in_features, out_features):
-        super().__init__()
-        bound = 1.0 / math.sqrt(in_features)
-        self.weight = nn.Parameter(torch.empty(n_tasks, out_features, in_features))
-        self.bias = nn.Parameter(torch.empty(n_tasks, out_features))
-        nn.init.uniform_(self.weight, -bound, bound)
-        nn.init.uniform_(self.bias, -bound, bound)
-
-    def forward(self, Z, task_ids=None):
-        t, c, d = self.weight.shape
-        if task_ids is None or t <= _GATHER_ABOVE:
-            # One matmul for all heads; for few tasks this beats gathering
-            # each row's weight matrix (and its scatter-add backward).
-            out = torch.addmm(self.bias.view(-1), Z, self.weight.view(t * c, d).T).view(-1, t, c)
-            if task_ids is None:
-                return out
-            return out[torch.arange(Z.shape[0], device=Z.device), task_ids]
-        W = self.weight[task_ids]
-        return torch.bmm(W, Z.unsqueeze(-1)).squeeze(-1) + self.bias[task_ids]
-
-    def extra_repr(self):
-        t, c, d = self.weight.shape
-        return f"n_tasks={t}, in_features={d}, out_features={c}"
-
-
-class HardSharing(nn.Module):
-    """Hard parameter sharing: one shared trunk, one linear head per task.
-
-    The classic multi-task network (Caruana, 1997): every task reads the
-    same representation ``trunk(X)`` and has its own output layer.
-
-    Parameters
-    ----------
-    trunk : nn.Module
-        Maps X to a (n, d) representation.
-    n_features : int
-        ``d``, the trunk's output width.
-    n_tasks : int
-        Number of tasks.
-    n_outputs : int
-        Width of every head (the largest number of classes over tasks).
-    """
-
-    def __init__(self, trunk, n_features, n_tasks, n_outputs):
-        super().__init__()
-        self.trunk = trunk
-        self.heads = _StackedHeads(n_tasks, n_features, n_outputs)
-
-    def shared_parameters(self):
-        """Parameters shared by all tasks (for gradient-based weightings)."""
-        return list(self.trunk.parameters())
-
-    def forward(self, X, task_ids=None):
-        Z = self.trunk(X)
-        if Z.dim() > 2:
-            Z = Z.flatten(1)
-        return self.heads(Z, task_ids)
-
-
-class TaskConditioned(nn.Module):
-    """One network for all tasks, told the task by a one-hot input vector.
-
-    The one-hot encoding of the task is concatenated to the input features;
-    a single output layer serves every task. With ``task_ids=None`` each row
-    is run once per task.
-
-    Parameters
-    ----------
-    trunk : nn.Module
-        Maps the (n, n_input_features + T) conditioned input to (n, d).
-    n_features : int
-        ``d``, the trunk's output width.
-    n_tasks : int
-        Number of tasks.
-    n_outputs : int
-        Width of the shared output layer.
-    """
-
-    def __init__(self, trunk, n_features, n_tasks, n_outputs):
-        super().__init__()
-        self.trunk = trunk
-        self.n_tasks = n_tasks
-        self.output = nn.Linear(n_features, n_outputs)
-
-    def shared_parameters(self):
-        """Parameters shared by all tasks (here: all of them)."""
-        return list(self.parameters())
-
-    def _run(self, X, task_ids):
-        onehot = nn.functional.one_hot(task_ids, self.n_tasks).to(X.dtype)
-        Z = self.trunk(torch.cat([X.flatten(1), onehot], dim=1))
-        return self.output(Z.flatten(1) if Z.dim() > 2 else Z)
-
-    def forward(self, X, task_ids=None):
-        if task_ids is not None:
-            return self._run(X, task_ids)
-        n = X.shape[0]
-        tasks = torch.arange(self.n_tasks, device=X.device)
-        out = self._run(X.repeat_interleave(self.n_tasks, dim=0), tasks.repeat(n))
-        return out.view(n, self.n_tasks, -1)
-
-
-#: Architecture names accepted by ``architecture=``.
-ARCHITECTURES = {
-    "hard": HardSharing,
-    "conditioned": TaskConditioned,
-}
+__all__ = [
+    "ARCHITECTURES",
+    "Architecture",
+    "CrossStitch",
+    "HardParameterSharing",
+    "HardSharing",
+    "Independent",
+    "MMoE",
+    "MTAN",
+    "Sluice",
+    "TaskConditioned",
+    "TaskConditioning",
+    "build_architecture",
+]
 
 
 def _output_width(trunk, example):
@@ -157,48 +59,310 @@ def _output_width(trunk, example):
     return int(out[0].numel())
 
 
+def _checked_width(trunk, example, what):
+    try:
+        return _output_width(trunk, example)
+    except RuntimeError as exc:
+        raise ValueError(f"the trunk module failed on {what}: {exc}") from exc
+
+
+def _distinct_copies(make_trunk, n):
+    """``n`` trunks with independently drawn weights."""
+    first = make_trunk(None)
+    out = [first]
+    for _ in range(n - 1):
+        trunk = make_trunk(None)
+        same = all(torch.equal(a, b) for a, b in zip(first.parameters(), trunk.parameters()))
+        out.append(fresh_copy(trunk, reinit=same))
+    return out
+
+
+class Architecture(BaseEstimator):
+    """Base class of multi-task architectures (configuration only).
+
+    Subclasses implement ``build(make_trunk, X_example, n_tasks, n_outputs)``,
+    which returns a fresh network with the ``forward(X, task_ids=None)``
+    contract. ``make_trunk(n_inputs)`` returns a new trunk (``None``: for
+    the original input).
+    """
+
+    def build(self, make_trunk, X_example, n_tasks, n_outputs):  # pragma: no cover
+        raise NotImplementedError(f"{type(self).__name__} does not implement build()")
+
+
+class HardParameterSharing(Architecture):
+    """Shared trunk, one linear head per task (``"hard"``).
+
+    Parameters
+    ----------
+    task_covariance_penalty : float, default=0.0
+        Weight of a penalty that couples the heads through a learned task
+        covariance, in the spirit of multilinear relationship networks (see
+        :class:`HardSharing`). 0 switches it off.
+
+    Examples
+    --------
+    >>> from sktransfer.multitask import HardParameterSharing
+    >>> HardParameterSharing(task_covariance_penalty=1e-3)
+    HardParameterSharing(task_covariance_penalty=0.001)
+    """
+
+    def __init__(self, task_covariance_penalty=0.0):
+        self.task_covariance_penalty = task_covariance_penalty
+
+    def build(self, make_trunk, X_example, n_tasks, n_outputs):
+        if not self.task_covariance_penalty >= 0:
+            raise ValueError("task_covariance_penalty must be >= 0, got "
+                             f"{self.task_covariance_penalty!r}")
+        trunk = make_trunk(None)
+        width = _checked_width(trunk, X_example, f"X of sample shape {tuple(X_example.shape[1:])}")
+        return HardSharing(trunk, width, n_tasks, n_outputs, self.task_covariance_penalty)
+
+
+class Independent(Architecture):
+    """One network per task, nothing shared (``"independent"``).
+
+    The control that reveals negative transfer: if a shared architecture does
+    worse than this, the tasks hurt each other. Each row runs through its own
+    task's network only.
+
+    Examples
+    --------
+    >>> from sktransfer.multitask import Independent
+    >>> Independent()
+    Independent()
+    """
+
+    def build(self, make_trunk, X_example, n_tasks, n_outputs):
+        trunks = _distinct_copies(make_trunk, n_tasks)
+        shapes = block_shapes([trunks[0]], X_example)
+        return ColumnNet([[t] for t in trunks], shapes, n_tasks, n_outputs, mixing=None)
+
+
+class CrossStitch(Architecture):
+    """A column per task with learned linear mixing after each block (``"cross_stitch"``).
+
+    Misra et al. (2016). Each mixing matrix starts with ``init_self`` on the
+    diagonal and ``(1 - init_self) / (T - 1)`` elsewhere. The trunk must be
+    made of layers (the default MLP / Conv4, or an ``nn.Sequential``); a
+    block ends after each activation.
+
+    Parameters
+    ----------
+    init_self : float, default=0.9
+
+    Examples
+    --------
+    >>> from sktransfer.multitask import CrossStitch
+    >>> CrossStitch(init_self=0.8)
+    CrossStitch(init_self=0.8)
+    """
+
+    def __init__(self, init_self=0.9):
+        self.init_self = init_self
+
+    def build(self, make_trunk, X_example, n_tasks, n_outputs):
+        columns = [split_blocks(layer_sequence(t, "cross_stitch"))
+                   for t in _distinct_copies(make_trunk, n_tasks)]
+        shapes = block_shapes(columns[0], X_example)
+        return ColumnNet(columns, shapes, n_tasks, n_outputs, mixing="cross_stitch",
+                         init_self=self.init_self)
+
+
+class Sluice(Architecture):
+    """Cross-stitch with subspaces and a learned mix of layer outputs (``"sluice"``).
+
+    Ruder et al. (2019): every block output is split into ``n_subspaces``
+    parts along its first feature axis; all (task, subspace) units are mixed
+    by a learned matrix; a penalty ``orthogonality * sum ||U_a^T U_b||_F^2 /
+    n^2`` keeps a task's subspaces apart; each task's representation is a
+    learned mix of the block outputs that have the last block's width.
+
+    Parameters
+    ----------
+    n_subspaces : int, default=2
+    init_self : float, default=0.9
+    orthogonality : float, default=0.01
+
+    Examples
+    --------
+    >>> from sktransfer.multitask import Sluice
+    >>> Sluice(n_subspaces=4).n_subspaces
+    4
+    """
+
+    def __init__(self, n_subspaces=2, init_self=0.9, orthogonality=0.01):
+        self.n_subspaces = n_subspaces
+        self.init_self = init_self
+        self.orthogonality = orthogonality
+
+    def build(self, make_trunk, X_example, n_tasks, n_outputs):
+        if not isinstance(self.n_subspaces, int) or self.n_subspaces < 1:
+            raise ValueError(f"n_subspaces must be a positive int, got {self.n_subspaces!r}")
+        columns = [split_blocks(layer_sequence(t, "sluice"))
+                   for t in _distinct_copies(make_trunk, n_tasks)]
+        shapes = block_shapes(columns[0], X_example)
+        return ColumnNet(columns, shapes, n_tasks, n_outputs, mixing="sluice",
+                         init_self=self.init_self, n_subspaces=self.n_subspaces,
+                         orthogonality=self.orthogonality)
+
+
+class MTAN(Architecture):
+    """Shared trunk with per-task soft attention masks (``"mtan"``, Liu et al., 2019).
+
+    Examples
+    --------
+    >>> from sktransfer.multitask import MTAN
+    >>> MTAN()
+    MTAN()
+    """
+
+    def build(self, make_trunk, X_example, n_tasks, n_outputs):
+        blocks = split_blocks(layer_sequence(make_trunk(None), "mtan"))
+        shapes = block_shapes(blocks, X_example)
+        return AttentionNet(blocks, shapes, n_tasks, n_outputs)
+
+
+class MMoE(Architecture):
+    """Multi-gate mixture of experts (``"mmoe"``, Ma et al., 2018).
+
+    Parameters
+    ----------
+    n_experts : int, default=4
+        Number of expert trunks, shared by all tasks through per-task gates.
+
+    Examples
+    --------
+    >>> from sktransfer.multitask import MMoE
+    >>> MMoE(n_experts=3)
+    MMoE(n_experts=3)
+    """
+
+    def __init__(self, n_experts=4):
+        self.n_experts = n_experts
+
+    def build(self, make_trunk, X_example, n_tasks, n_outputs):
+        if not isinstance(self.n_experts, int) or self.n_experts < 1:
+            raise ValueError(f"n_experts must be a positive int, got {self.n_experts!r}")
+        experts = _distinct_copies(make_trunk, self.n_experts)
+        width = _checked_width(experts[0], X_example,
+                               f"X of sample shape {tuple(X_example.shape[1:])}")
+        return MixtureOfExpertsNet(experts, width, X_example[0].numel(), n_tasks, n_outputs)
+
+
+_WHERE = ("input", "hidden", "all")
+_HOW = ("concat", "film")
+
+
+class TaskConditioning(Architecture):
+    """One network for every task, told the task (``"conditioned"``).
+
+    Parameters
+    ----------
+    where : {"input", "hidden", "all"}, default="input"
+        Where the task enters: the input, the output of every hidden block, or
+        both. ``"hidden"``/``"all"`` with ``how="concat"`` need the default
+        MLP trunk (its layers are widened); with ``"film"`` any layered trunk.
+    how : {"concat", "film"}, default="concat"
+        A one-hot task vector concatenated to the features, or a learned
+        per-task scale and shift of them (FiLM).
+
+    Examples
+    --------
+    >>> from sktransfer.multitask import TaskConditioning
+    >>> TaskConditioning(where="all", how="film")
+    TaskConditioning(how='film', where='all')
+    """
+
+    def __init__(self, where="input", how="concat"):
+        self.where = where
+        self.how = how
+
+    def build(self, make_trunk, X_example, n_tasks, n_outputs):
+        from ..modules import MLP
+
+        if self.where not in _WHERE:
+            raise ValueError(f"where must be one of {_WHERE}, got {self.where!r}")
+        if self.how not in _HOW:
+            raise ValueError(f"how must be one of {_HOW}, got {self.how!r}")
+        if self.how == "concat" and X_example.dim() != 2:
+            raise ValueError(
+                "conditioning by concatenation appends a one-hot task vector to the input "
+                f"features, so X must be 2-D; got samples of shape {tuple(X_example.shape[1:])}"
+                "; use how='film' for images"
+            )
+        # A user trunk is the same module whatever the width asked for; the default MLP
+        # is built for the plain input, and its conditioned layers are widened below.
+        n_in = X_example.shape[1] + n_tasks if X_example.dim() == 2 else None
+        trunk = make_trunk(None)
+        if self.how == "concat" and not isinstance(trunk, MLP):
+            if self.where != "input":
+                raise ValueError(
+                    "conditioning hidden layers by concatenation needs the default MLP trunk "
+                    "(its layers are widened); with a user trunk use where='input' or "
+                    "how='film'"
+                )
+            example = torch.cat([X_example, torch.zeros(X_example.shape[0], n_tasks)], 1)
+            try:
+                width = _output_width(trunk, example)
+            except RuntimeError as exc:
+                raise ValueError(
+                    "architecture='conditioned' feeds the trunk n_features + n_tasks = "
+                    f"{n_in} inputs, and the given module failed on them: {exc}"
+                ) from exc
+            shapes = [tuple(X_example.shape[1:]), (width,)]
+            return TaskConditioned([trunk], {0}, "concat", shapes, n_tasks, n_outputs)
+        blocks = split_blocks(layer_sequence(trunk, "conditioned")) if (
+            self.where != "input" or isinstance(trunk, MLP)) else [trunk]
+        shapes = [tuple(X_example.shape[1:])] + block_shapes(blocks, X_example)
+        n_blocks = len(blocks)
+        positions = {"input": {0}, "hidden": set(range(1, n_blocks + 1)),
+                     "all": set(range(n_blocks + 1))}[self.where]
+        if self.how == "concat":
+            # Rebuild the MLP with every conditioned layer's input widened by T.
+            widths = [X_example.shape[1]] + [b[0].out_features for b in blocks]
+            blocks = [
+                nn.Sequential(nn.Linear(widths[i] + (n_tasks if i in positions else 0),
+                                        widths[i + 1]), *list(block)[1:])
+                for i, block in enumerate(blocks)
+            ]
+        return TaskConditioned(blocks, positions, self.how, shapes, n_tasks, n_outputs)
+
+
+#: Architecture names accepted by ``architecture=`` and the class each builds.
+ARCHITECTURES = {
+    "hard": HardParameterSharing,
+    "independent": Independent,
+    "conditioned": TaskConditioning,
+    "cross_stitch": CrossStitch,
+    "sluice": Sluice,
+    "mtan": MTAN,
+    "mmoe": MMoE,
+}
+
+
 def build_architecture(architecture, make_trunk, X_example, n_tasks, n_outputs):
     """Build the network for ``architecture``.
 
     Parameters
     ----------
-    architecture : str or nn.Module
-        A name of :data:`ARCHITECTURES`, or a user module with the
-        ``forward(X, task_ids=None)`` contract (used as is).
+    architecture : str, Architecture or nn.Module
+        A name of :data:`ARCHITECTURES`, an :class:`Architecture`, or a user
+        module with the ``forward(X, task_ids=None)`` contract (used as is).
     make_trunk : callable
-        ``make_trunk(n_input_features)`` returns a fresh trunk for inputs of
-        that many features (the conditioned network's input is wider).
+        ``make_trunk(n_input_features)`` returns a fresh trunk (``None``: for
+        the original input shape).
     X_example : torch.Tensor
-        A couple of input rows, to infer the trunk's output width.
+        A couple of input rows, to infer shapes.
     """
     if isinstance(architecture, nn.Module):
         return architecture
-    if not isinstance(architecture, str) or architecture not in ARCHITECTURES:
+    if isinstance(architecture, str) and architecture in ARCHITECTURES:
+        architecture = ARCHITECTURES[architecture]()
+    if not isinstance(architecture, Architecture):
         raise ValueError(
             f"unknown architecture {architecture!r}; valid names are {sorted(ARCHITECTURES)}, "
-            "or pass an nn.Module with forward(X, task_ids=None)"
+            "or pass a sktransfer.multitask.Architecture or an nn.Module with "
+            "forward(X, task_ids=None)"
         )
-    if architecture == "conditioned":
-        if X_example.dim() != 2:
-            raise ValueError(
-                "architecture='conditioned' concatenates a one-hot task vector to the input "
-                f"features, so X must be 2-D; got samples of shape {tuple(X_example.shape[1:])}"
-            )
-        n_in = X_example.shape[1] + n_tasks
-        trunk = make_trunk(n_in)
-        example = torch.cat([X_example, torch.zeros(X_example.shape[0], n_tasks)], dim=1)
-        try:
-            width = _output_width(trunk, example)
-        except RuntimeError as exc:
-            raise ValueError(
-                "architecture='conditioned' feeds the trunk n_features + n_tasks = "
-                f"{n_in} inputs, and the given module failed on them: {exc}"
-            ) from exc
-        return TaskConditioned(trunk, width, n_tasks, n_outputs)
-    trunk = make_trunk(X_example[0].numel() if X_example.dim() == 2 else None)
-    try:
-        width = _output_width(trunk, X_example)
-    except RuntimeError as exc:
-        raise ValueError(f"the trunk module failed on X of sample shape "
-                         f"{tuple(X_example.shape[1:])}: {exc}") from exc
-    return HardSharing(trunk, width, n_tasks, n_outputs)
+    return architecture.build(make_trunk, X_example, n_tasks, n_outputs)

@@ -29,6 +29,11 @@ class MultiTaskModule(nn.Module):
         self.register_buffer("class_mask", torch.as_tensor(class_mask, dtype=torch.bool))
         self._all_classes = bool(self.class_mask.all())
 
+    def penalty(self):
+        """The architecture's regularisation term for the last forward pass, or None."""
+        penalty = getattr(self.model, "penalty", None)
+        return penalty() if callable(penalty) else None
+
     def forward(self, X, task_ids=None):
         out = self.model(X, task_ids)
         if self._all_classes:
@@ -74,7 +79,23 @@ class MultiTaskNet(NeuralNet):
         present = counts > 0
         total, weights = self.module_.weighter(losses, present)
         self._accumulate("train" if training else "valid", losses, counts, weights, present)
-        return total
+        penalty = self.module_.penalty()
+        return total if penalty is None else total + penalty
+
+    def train_step_single(self, batch, **fit_params):
+        # Gradient-based weightings (MGDA, PCGrad, ..., GradNorm) run their own backward.
+        if getattr(self.module_.weighter, "custom_step", False):
+            from ._gradient_step import gradient_train_step
+
+            return gradient_train_step(self, batch, **fit_params)
+        return super().train_step_single(batch, **fit_params)
+
+    def train_step(self, batch, **fit_params):
+        step = super().train_step(batch, **fit_params)
+        after_step = getattr(self.module_.weighter, "after_step", None)
+        if after_step is not None:  # e.g. FAMO's update of its logits
+            after_step(self, batch, **fit_params)
+        return step
 
     def _accumulate(self, prefix, losses, counts, weights, present):
         # Keep the batch tensors; they are reduced once at the end of the epoch.
@@ -94,6 +115,9 @@ class MultiTaskNet(NeuralNet):
             present = present.to(losses.dtype)
             per_task = (losses * counts).sum(0) / counts.sum(0).clamp(min=1)
             self.history.record(f"{prefix}_task_losses", per_task.cpu().tolist())
+            epoch_end = getattr(self.module_.weighter, "epoch_end", None)
+            if prefix == "train" and epoch_end is not None:  # e.g. DWA's loss history
+                epoch_end(per_task)
             if prefix == "train":
                 mean_w = (weights * present).sum(0) / present.sum(0).clamp(min=1)
                 self.history.record("train_task_weights", mean_w.cpu().tolist())
