@@ -5,8 +5,8 @@ through a private skorch net. Importing the package never changes
 scikit-learn's global configuration.
 """
 
-from .multitask import MultiTaskClassifier
+from .multitask import MultiTaskClassifier, MultiTaskRegressor
 
 __version__ = "0.1.0"
 
-__all__ = ["MultiTaskClassifier", "__version__"]
+__all__ = ["MultiTaskClassifier", "MultiTaskRegressor", "__version__"]

@@ -2,15 +2,21 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sktransfer import MultiTaskClassifier
+from sktransfer import MultiTaskClassifier, MultiTaskRegressor
 
 ESTIMATORS = [
     MultiTaskClassifier(hidden_layer_sizes=(16,), max_epochs=40, lr=0.02, batch_size=32,
                         random_state=0),
+    MultiTaskRegressor(hidden_layer_sizes=(16,), max_epochs=40, lr=0.02, batch_size=32,
+                       random_state=0),
 ]
 
 # check name -> reason, for checks that are expected to fail.
 EXPECTED_FAILED = {}
+EXPECTED_FAILED["MultiTaskRegressor"] = {
+    "check_methods_subset_invariance": "float32 network outputs depend on which rows share a "
+    "batch (BLAS blocking): predictions on a subset agree to about 1e-5, not the check's 1e-7",
+}
 
 
 def _expected(estimator):

@@ -17,6 +17,7 @@ from ._architectures import (
     TaskConditioning,
 )
 from ._classifier import MultiTaskClassifier
+from ._regressor import MultiTaskRegressor
 from ._weighting import (
     WEIGHTINGS,
     EqualWeighting,
@@ -39,6 +40,7 @@ __all__ = [
     "EqualWeighting",
     "HardSharing",
     "MultiTaskClassifier",
+    "MultiTaskRegressor",
     "StaticWeighting",
     "TaskConditioned",
     "UncertaintyWeighting",

@@ -43,28 +43,56 @@ class MultiTaskModule(nn.Module):
 
 
 class MultiTaskLoss(nn.Module):
-    """Per-task mean cross-entropy and per-task label counts.
+    """Per-task mean losses and per-task label counts.
 
-    ``y`` is (n,) local labels with per-row ``task_ids`` (one task per row),
-    or (n, T) with -1 for a missing label.
+    ``y`` is (n,) with per-row ``task_ids`` (one task per row), or (n, T)
+    with one column per task. With classification tasks only, ``y`` holds
+    int64 class indices (-1: missing) and the loss is cross-entropy. With
+    regression tasks (``regression`` marks them), ``y`` is float with NaN for
+    a missing label; a regression task's loss is the mean squared error of
+    its first output against the standardised target.
     """
 
-    def __init__(self, n_tasks):
+    def __init__(self, n_tasks, regression=None):
         super().__init__()
         self.n_tasks = n_tasks
+        reg = torch.zeros(n_tasks, dtype=torch.bool) if regression is None else torch.as_tensor(
+            regression, dtype=torch.bool)
+        self.register_buffer("regression", reg)
+        self._mixed = bool(reg.any())
+
+    def _row_losses(self, logits, y, row_is_reg):
+        # logits (m, C), y (m,) float with NaN for missing; -> (m,) losses, (m,) labelled.
+        labelled = ~torch.isnan(y)
+        target = torch.where(labelled, y, torch.zeros_like(y))
+        ce = nn.functional.cross_entropy(
+            logits, torch.where(row_is_reg, 0, target).long(), reduction="none")
+        se = (logits[:, 0] - target) ** 2
+        return torch.where(row_is_reg, se, ce) * labelled, labelled
 
     def forward(self, logits, y, task_ids=None):
         if task_ids is not None:
-            losses = nn.functional.cross_entropy(logits, y, reduction="none")
+            if self._mixed:
+                losses, labelled = self._row_losses(logits, y, self.regression[task_ids])
+                counts = logits.new_zeros(self.n_tasks).index_add(
+                    0, task_ids, labelled.to(logits.dtype))
+            else:
+                losses = nn.functional.cross_entropy(logits, y, reduction="none")
+                counts = torch.bincount(task_ids, minlength=self.n_tasks).to(logits.dtype)
             sums = logits.new_zeros(self.n_tasks).index_add(0, task_ids, losses)
-            counts = torch.bincount(task_ids, minlength=self.n_tasks).to(logits.dtype)
         else:
             n, t, c = logits.shape
-            losses = nn.functional.cross_entropy(
-                logits.reshape(n * t, c), y.reshape(n * t), ignore_index=-1, reduction="none"
-            ).view(n, t)
+            if self._mixed:
+                row_is_reg = self.regression.expand(n, t).reshape(-1)
+                losses, labelled = self._row_losses(logits.reshape(n * t, c), y.reshape(-1),
+                                                    row_is_reg)
+                losses, counts = losses.view(n, t), labelled.view(n, t).sum(0).to(logits.dtype)
+            else:
+                losses = nn.functional.cross_entropy(
+                    logits.reshape(n * t, c), y.reshape(n * t), ignore_index=-1,
+                    reduction="none").view(n, t)
+                counts = (y >= 0).sum(0).to(logits.dtype)
             sums = losses.sum(0)
-            counts = (y >= 0).sum(0).to(logits.dtype)
         return sums / counts.clamp(min=1), counts
 
 

@@ -58,39 +58,98 @@ def encode_task_ids(task_ids, tasks):
     return idx.astype(np.int64)
 
 
-def encode_task_format(y, task_ids, n_samples):
+TASK_TYPES = ("classification", "regression")
+
+
+def resolve_task_types(task_types, tasks, default):
+    """One type per task from ``task_types`` (None, a list aligned with tasks, or a dict)."""
+    names = list(np.asarray(tasks).tolist())
+    if task_types is None:
+        types = [default] * len(names)
+    elif isinstance(task_types, dict):
+        unknown = [k for k in task_types if k not in names]
+        if unknown:
+            raise ValueError(f"task_types names unknown tasks {unknown}; the tasks are {names}")
+        types = [task_types.get(k, default) for k in names]
+    elif isinstance(task_types, str):
+        types = [task_types] * len(names)
+    else:
+        types = list(task_types)
+        if len(types) != len(names):
+            raise ValueError(f"task_types must give one type per task ({len(names)}), "
+                             f"got {len(types)}")
+    bad = sorted({str(t) for t in types} - set(TASK_TYPES))
+    if bad:
+        raise ValueError(f"task_types must be in {TASK_TYPES}, got {bad}")
+    return types
+
+
+def _classification_info(labels, name):
+    if labels.dtype == object:
+        kinds = {type(v) for v in labels}
+        if len(kinds) > 1 and not all(issubclass(k, (int, float, np.number)) for k in kinds):
+            raise ValueError(f"task {name!r} mixes label types {sorted(map(str, kinds))}")
+    if type_of_target(labels) in ("continuous", "continuous-multioutput"):
+        raise ValueError(
+            f"Unknown label type: task {name!r} has continuous labels; a classification task "
+            "needs class labels (declare it with task_types={...: 'regression'})"
+        )
+    cls, inv = np.unique(labels, return_inverse=True)
+    return {"type": "classification", "classes": cls, "n_outputs": len(cls)}, inv
+
+
+def _regression_info(values, name):
+    try:
+        v = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"regression task {name!r} has non-numeric targets") from exc
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"regression task {name!r} has infinite targets")
+    mean, std = float(v.mean()), float(v.std())
+    std = std if std > 0 else 1.0
+    return {"type": "regression", "mean": mean, "std": std, "n_outputs": 1}, (v - mean) / std
+
+
+def encode_task_format(y, task_ids, n_samples, task_types=None, default="classification"):
     """Encode 1-D ``y`` with per-row task ids.
 
-    Returns ``(y_local, t_enc, tasks, task_classes, classes)`` where
-    ``y_local`` are labels indexed within each task's own classes.
+    Returns ``(y_enc, t_enc, tasks, infos)``. ``infos[k]`` describes task k
+    (its type, and its classes or target scaling). ``y_enc`` holds each
+    row's label index within its task's classes (int64) when every task is a
+    classification task, else float32 with standardised regression targets.
     """
     y = column_or_1d(y, warn=True)
     check_consistent_length(np.empty(n_samples), y)
     if y.dtype.kind in "fc":
         _assert_all_finite(y, input_name="y")
-    check_classification_targets(y)
     if task_ids is None:
         t = np.zeros(n_samples, dtype=np.int64)
         tasks = np.array([0])
     else:
         task_ids = validate_task_ids(task_ids, n_samples)
         tasks, t = np.unique(task_ids, return_inverse=True)
-    classes = np.unique(y)
-    y_local = np.empty(n_samples, dtype=np.int64)
-    task_classes = []
-    for k in range(len(tasks)):
+    types = resolve_task_types(task_types, tasks, default)
+    if all(tp == "classification" for tp in types):
+        check_classification_targets(y)
+    y_enc = np.empty(n_samples, dtype=np.int64 if "regression" not in types else np.float32)
+    infos = []
+    for k, name in enumerate(tasks.tolist()):
         rows = t == k
-        cls, inv = np.unique(y[rows], return_inverse=True)
-        y_local[rows] = inv
-        task_classes.append(cls)
-    return y_local, t.astype(np.int64), tasks, task_classes, classes
+        if types[k] == "classification":
+            info, enc = _classification_info(y[rows], name)
+        else:
+            info, enc = _regression_info(y[rows], name)
+        y_enc[rows] = enc
+        infos.append(info)
+    return y_enc, t.astype(np.int64), tasks, infos
 
 
-def encode_multi_target(Y, missing_label):
+def encode_multi_target(Y, missing_label, task_types=None, default="classification"):
     """Encode a 2-D target with one column per task and missing labels.
 
-    Returns ``(Y_local, tasks, task_classes)``; ``Y_local`` is (n, T) int64
-    with -1 where the label is missing.
+    Returns ``(Y_enc, tasks, infos)``. ``Y_enc`` is (n, T): int64 label
+    indices with -1 where missing when every task is a classification task,
+    else float32 with NaN where missing.
     """
     tasks = np.asarray(Y.columns) if hasattr(Y, "columns") else None
     Y = np.asarray(Y)
@@ -103,8 +162,10 @@ def encode_multi_target(Y, missing_label):
         tasks = np.arange(T)
     if Y.dtype.kind == "c" or (Y.dtype.kind == "f" and np.isinf(Y).any()):
         raise ValueError("Y contains infinity or complex values")
-    Y_local = np.full((n, T), -1, dtype=np.int64)
-    task_classes = []
+    types = resolve_task_types(task_types, tasks, default)
+    mixed = "regression" in types
+    Y_enc = np.full((n, T), np.nan if mixed else -1, dtype=np.float32 if mixed else np.int64)
+    infos = []
     for j in range(T):
         col = Y[:, j]
         name = tasks.tolist()[j]
@@ -115,16 +176,10 @@ def encode_multi_target(Y, missing_label):
                 f"task {name!r} (column {j} of Y) has no label in any row: every entry is "
                 "missing, so there is nothing to learn for it; drop the column"
             )
-        if labelled.dtype == object:
-            kinds = {type(v) for v in labelled}
-            if len(kinds) > 1 and not all(issubclass(k, (int, float, np.number)) for k in kinds):
-                raise ValueError(f"task {name!r} mixes label types {sorted(map(str, kinds))}")
-        if type_of_target(labelled) in ("continuous", "continuous-multioutput"):
-            raise ValueError(
-                f"Unknown label type: task {name!r} has continuous labels; "
-                "MultiTaskClassifier needs class labels"
-            )
-        cls, inv = np.unique(labelled, return_inverse=True)
-        Y_local[~missing, j] = inv
-        task_classes.append(cls)
-    return Y_local, tasks, task_classes
+        if types[j] == "classification":
+            info, enc = _classification_info(labelled, name)
+        else:
+            info, enc = _regression_info(labelled, name)
+        Y_enc[~missing, j] = enc
+        infos.append(info)
+    return Y_enc, tasks, infos

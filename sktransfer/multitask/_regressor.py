@@ -1,0 +1,157 @@
+"""MultiTaskRegressor: several regression tasks learned by one network."""
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, RegressorMixin
+
+from ._estimator import MultiTaskMixin
+
+__all__ = ["MultiTaskRegressor"]
+
+
+class MultiTaskRegressor(MultiTaskMixin, RegressorMixin, BaseEstimator):
+    """Learn several regression tasks with one network.
+
+    The same two task formats as :class:`MultiTaskClassifier`: a 1-D ``y``
+    with ``task_ids`` (one task per row), or a 2-D ``Y`` with one column per
+    task and NaN for a missing target. Targets are standardised per task for
+    training (mean squared error) and predictions are mapped back. Every
+    architecture and weighting of the multi-task family applies;
+    ``"uncertainty"`` uses the Gaussian-likelihood form for regression tasks.
+
+    Parameters
+    ----------
+    architecture : {"hard", "conditioned"} or nn.Module, default="hard"
+        ``"hard"``: a shared trunk with one linear head per task.
+        ``"conditioned"``: one network whose input is the features
+        concatenated with a one-hot task vector. An ``nn.Module`` with
+        ``forward(X, task_ids=None)`` (see
+        :mod:`sktransfer.multitask._architectures`) is used as given.
+    weighting : str or Weighting, default="equal"
+        How per-task losses are combined: ``"equal"``, ``"static"`` (with
+        ``task_weights``), ``"uncertainty"`` (Kendall et al., 2018), or a
+        :class:`~sktransfer.multitask.Weighting` object, whose parameters are
+        searchable as ``weighting__<name>``.
+    task_weights : array-like, dict or None, default=None
+        Static weights, one per task in the order of ``tasks_`` (or a dict
+        from task to weight). Used with ``"equal"``/``"static"``.
+    task_column : int, str or None, default=None
+        Take the task ids from this column of ``X`` (an index, or a name for
+        a DataFrame) and drop it from the features.
+    missing_label : scalar or None, default=None
+        An extra value that marks a missing label in 2-D ``Y`` (NaN and None
+        always do).
+    task_types : None, list or dict, default=None
+        ``"regression"`` (the default for every task) or ``"classification"``
+        per task, in the order of ``tasks_`` or as a dict from task to type:
+        one model for mixed targets (see :class:`MultiTaskClassifier`).
+    module : None, nn.Module class, factory or instance, default=None
+        The shared trunk. ``None`` uses an :class:`~sktransfer.modules.MLP`
+        with ``hidden_layer_sizes`` for 2-D ``X`` and a
+        :class:`~sktransfer.modules.Conv4` for images (n, C, H, W).
+    hidden_layer_sizes : tuple of int, default=(100,)
+        Widths of the default MLP trunk.
+    optimizer : torch optimizer class, default=torch.optim.Adam
+    lr : float, default=1e-3
+    max_epochs : int, default=20
+    batch_size : int, default=64
+    callbacks : list of skorch callbacks or None, default=None
+    train_split : None or skorch split, default=None
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+    random_state : int, RandomState or None, default=None
+    verbose : int, default=0
+    net_params : dict or None, default=None
+        See :class:`~sktransfer.base.NeuralEstimatorMixin` for these.
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNet
+        The trained net, with per-task losses and weights per epoch in
+        ``net_.history``.
+    tasks_ : ndarray
+    n_tasks_ : int
+    task_types_ : list of str
+    multi_target_ : bool
+    n_features_in_ : int
+    input_shape_ : tuple
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sktransfer.multitask import MultiTaskRegressor
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.randn(300, 3)
+    >>> Y = np.column_stack([X[:, 0] + X[:, 1], X[:, 0] - X[:, 2]])
+    >>> Y[rng.rand(*Y.shape) < 0.2] = np.nan          # missing targets
+    >>> reg = MultiTaskRegressor(max_epochs=60, lr=1e-2, random_state=0).fit(X, Y)
+    >>> reg.predict(X[:2]).shape
+    (2, 2)
+    >>> reg.score(X, Y) > 0.9
+    True
+    """
+
+    _default_task_type = "regression"
+
+    def __init__(
+        self,
+        architecture="hard",
+        weighting="equal",
+        task_weights=None,
+        task_column=None,
+        missing_label=None,
+        task_types=None,
+        module=None,
+        hidden_layer_sizes=(100,),
+        optimizer=torch.optim.Adam,
+        lr=1e-3,
+        max_epochs=20,
+        batch_size=64,
+        callbacks=None,
+        train_split=None,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+        net_params=None,
+    ):
+        self.architecture = architecture
+        self.weighting = weighting
+        self.task_weights = task_weights
+        self.task_column = task_column
+        self.missing_label = missing_label
+        self.task_types = task_types
+        self.module = module
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.optimizer = optimizer
+        self.lr = lr
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.callbacks = callbacks
+        self.train_split = train_split
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.net_params = net_params
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.required = True
+        return tags
+
+    def _set_output_attributes(self, infos):
+        pass
+
+    def _prediction_dtype(self):
+        return np.float64 if all(tp == "regression" for tp in self.task_types_) else object
+
+    def predict(self, X, task_ids=None):
+        """Predicted targets: (n_samples,) in the task format, (n_samples, n_tasks) for 2-D Y."""
+        pred = self._predict(X, task_ids)
+        return pred.astype(np.float64) if pred.dtype.kind == "f" else pred
+
+    def score(self, X, y, task_ids=None, sample_weight=None):
+        """Mean over tasks of each task's R^2 on its labelled rows.
+
+        A single task gives scikit-learn's usual ``r2_score``.
+        """
+        return float(np.nanmean(self._task_scores(X, y, task_ids, sample_weight)))
