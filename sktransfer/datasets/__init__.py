@@ -2,6 +2,8 @@
 
 from ._fetch import get_data_home
 from ._mnist import load_mnist
+from ._multi_mnist import make_multi_mnist
 from ._omniglot import load_omniglot
 
 __all__ = ["get_data_home", "load_mnist", "load_omniglot"]
+__all__ += ["make_multi_mnist"]
