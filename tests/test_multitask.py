@@ -376,3 +376,42 @@ def test_failed_fit_leaves_fitted_model_as_it_was(digits_tasks):
     clf.set_params(module=None)
     assert clf.n_features_in_ == 64 and clf.net_ is state["net_"]
     np.testing.assert_array_equal(clf.predict_proba(X_te, task_ids=t_te), before)
+
+
+# ---------------------------------------------------------------- partial_fit
+def test_partial_fit_learns_in_chunks_and_checks_labels(digits_tasks):
+    X_tr, X_te, y_tr, y_te, t_tr, t_te = digits_tasks
+    classes = {"digit": [str(d) for d in range(10)], "high": ["no", "yes"]}
+    clf = MultiTaskClassifier(**dict(FAST, lr=5e-3))
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        clf.partial_fit(X_tr[:50], y_tr[:50], task_ids=t_tr[:50])
+    assert not hasattr(clf, "net_")
+    scores = []
+    for _epoch in range(4):
+        for start in range(0, len(X_tr), 400):
+            chunk = slice(start, start + 400)
+            clf.partial_fit(X_tr[chunk], y_tr[chunk], task_ids=t_tr[chunk], classes=classes)
+        scores.append(clf.score(X_te, y_te, task_ids=t_te))
+    assert scores[-1] > 0.8 and scores[-1] > scores[0]
+    assert len(clf.net_.history) == 4 * int(np.ceil(len(X_tr) / 400))  # one epoch a call
+    before = clf.predict_proba(X_te, task_ids=t_te)
+    with pytest.raises(ValueError, match=r"labels \['maybe'\] that are not in its classes"):
+        clf.partial_fit(X_tr[:2], np.array(["maybe", "3"]), task_ids=["high", "digit"])
+    with pytest.raises(ValueError, match="tasks not seen in fit"):
+        clf.partial_fit(X_tr[:2], y_tr[:2], task_ids=["digit", "colour"])
+    with pytest.raises(ValueError, match="classes of task 'high' differ"):
+        clf.partial_fit(X_tr[:2], y_tr[:2], task_ids=t_tr[:2],
+                        classes={**classes, "high": ["n", "y"]})
+    np.testing.assert_array_equal(clf.predict_proba(X_te, task_ids=t_te), before)
+
+
+def test_partial_fit_reproducible(digits_multi_target):
+    X_tr, X_te, Y_tr, _ = digits_multi_target
+    classes = [np.arange(10), [0.0, 1.0], [0.0, 1.0]]
+    preds = []
+    for _ in range(2):
+        clf = MultiTaskClassifier(**FAST)
+        for _ in range(2):
+            clf.partial_fit(X_tr, Y_tr, classes=classes)
+        preds.append(clf.predict_proba(X_te)[0])
+    np.testing.assert_array_equal(*preds)

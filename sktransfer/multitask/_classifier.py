@@ -35,7 +35,7 @@ class MultiTaskClassifier(MultiTaskMixin, ClassifierMixin, BaseEstimator):
     ``missing_label=-1`` with integer labels avoids this.
 
     ``task_ids`` is per-sample metadata requested by default by ``fit``,
-    ``predict``, ``predict_proba`` and ``score``: with
+    ``partial_fit``, ``predict``, ``predict_proba`` and ``score``: with
     ``sklearn.set_config(enable_metadata_routing=True)`` it flows through
     ``Pipeline``, ``GridSearchCV`` and ``cross_validate``.
 

@@ -10,9 +10,11 @@ from ._architectures import build_architecture
 from ._net import MultiTaskLoss, MultiTaskModule, MultiTaskNet
 from ._targets import (
     _is_missing,
+    classes_template,
     encode_multi_target,
     encode_task_format,
     encode_task_ids,
+    resolve_task_types,
     validate_task_ids,
 )
 from ._weighting import get_weighting
@@ -27,6 +29,7 @@ class MultiTaskMixin(NeuralEstimatorMixin):
     _default_task_type = "classification"
 
     __metadata_request__fit = {"task_ids": True}
+    __metadata_request__partial_fit = {"task_ids": True}
     __metadata_request__predict = {"task_ids": True}
     __metadata_request__score = {"task_ids": True}
 
@@ -100,29 +103,128 @@ class MultiTaskMixin(NeuralEstimatorMixin):
         return self
 
     def _fit(self, X, y, task_ids):
+        device, sizes = self._check_common_params()
+        X, t_enc, y_enc, tasks, infos, multi_target = self._prepare(X, y, task_ids, reset=True)
+        seed = self._draw_seed()
+        with self._torch_context(seed, device):
+            net = self._build_net(X, tasks, infos, device, sizes)
+            net.fit(self._inputs(X, t_enc), torch.as_tensor(y_enc))
+        self._set_fitted(net, X, tasks, infos, multi_target, seed)
+
+    def partial_fit(self, X, y=None, task_ids=None, classes=None):
+        """Train one epoch on this data, starting from the current weights.
+
+        The first call builds the network; it fixes the tasks (the task ids
+        seen, the keys of ``classes`` or of ``task_types``), the labels of
+        every classification task (``classes`` is then required, as in
+        scikit-learn) and the target scaling of regression tasks (from this
+        first data). Later calls check that labels and tasks stay within
+        those. A call that fails validation leaves the model as it was.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n, C, H, W)
+        y : array-like of shape (n_samples,) or (n_samples, n_tasks)
+        task_ids : array-like of shape (n_samples,), default=None
+        classes : array-like, list or dict, default=None
+            The labels of each classification task: an array for a single
+            task, a dict from task to labels, or a list aligned with the
+            sorted tasks (the columns of a 2-D ``Y``). Required on the first
+            call when there is a classification task; ignored later.
+
+        Returns
+        -------
+        self
+        """
+        with self._atomic_fit():
+            if not hasattr(self, "net_"):
+                self._first_partial_fit(X, y, task_ids, classes)
+            else:
+                self._check_same_classes(classes)
+                X, t_enc, y_enc, *_ = self._prepare(X, y, task_ids, reset=False)
+                self._partial_calls += 1
+                seed = (self._seed + 7919 * self._partial_calls) % np.iinfo(np.int32).max
+                with self._torch_context(seed, str(self.net_.device)):
+                    self.net_.partial_fit(self._inputs(X, t_enc), torch.as_tensor(y_enc),
+                                          epochs=1)
+        return self
+
+    def _check_same_classes(self, classes):
+        if classes is None:
+            return
+        fitted = [info.get("classes") for info in self._task_info]
+        try:
+            given = classes_template(classes, self.tasks_, self.task_types_)
+        except ValueError as exc:
+            raise ValueError(f"classes differ from the first call to partial_fit: {exc}") from exc
+        for name, a, b in zip(self.tasks_.tolist(), fitted, given):
+            if b is not None and not np.array_equal(a, b["classes"]):
+                raise ValueError(
+                    f"classes of task {name!r} differ from the first call to partial_fit: "
+                    f"{b['classes'].tolist()[:10]} vs {a.tolist()[:10]}")
+
+    def _first_partial_fit(self, X, y, task_ids, classes):
+        device, sizes = self._check_common_params()
+        X, t_enc, y_enc, tasks, infos, multi_target = self._prepare(
+            X, y, task_ids, reset=True, classes=classes, first_partial=True)
+        seed = self._draw_seed()
+        with self._torch_context(seed, device):
+            net = self._build_net(X, tasks, infos, device, sizes)
+            net.initialize()
+            net.partial_fit(self._inputs(X, t_enc), torch.as_tensor(y_enc), epochs=1)
+        self._set_fitted(net, X, tasks, infos, multi_target, seed)
+
+    def _prepare(self, X, y, task_ids, reset, classes=None, first_partial=False):
+        """Validate and encode; with ``reset=False`` against the fitted tasks and labels."""
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
             )
-        device, sizes = self._check_common_params()
         X, task_ids = self._split_task_column(X, task_ids)
-        X = self._validate_X(X, reset=True)
+        X = self._validate_X(X, reset=reset)
         n = X.shape[0]
         y_arr = y if hasattr(y, "columns") else np.asarray(y)
         multi_target = getattr(y_arr, "ndim", 1) == 2 and not (
             y_arr.shape[1] == 1 and task_ids is not None)
+        if not reset and multi_target != self.multi_target_:
+            raise ValueError(
+                "this model was fitted on " + ("a 2-D Y" if self.multi_target_ else
+                                               "a 1-D y with task ids")
+                + "; partial_fit must get the same format")
+        template, tasks = None, None
+        if not reset:
+            template, tasks = self._task_info, self.tasks_
         if multi_target:
             if task_ids is not None:
                 raise ValueError("task_ids cannot be combined with a 2-D Y: each column of Y "
                                  "is already a task")
             if y_arr.shape[0] != n:
                 raise ValueError(f"Y has {y_arr.shape[0]} rows but X has {n} samples")
+            if first_partial:
+                names = (np.asarray(y_arr.columns) if hasattr(y_arr, "columns")
+                         else np.arange(y_arr.shape[1]))
+                types = resolve_task_types(self.task_types, names, self._default_task_type)
+                template = classes_template(classes, names, types)
             y_enc, tasks, infos = encode_multi_target(
-                y_arr, self.missing_label, self.task_types, self._default_task_type)
+                y_arr, self.missing_label, self.task_types, self._default_task_type,
+                template=template, allow_empty=template is not None)
             t_enc = None
         else:
+            if first_partial:
+                seen = [] if task_ids is None else list(np.unique(validate_task_ids(task_ids, n)))
+                for extra in (classes, self.task_types):
+                    if isinstance(extra, dict) and task_ids is not None:
+                        seen += list(extra)
+                tasks = np.unique(np.asarray(seen)) if seen else np.array([0])
+                types = resolve_task_types(self.task_types, tasks, self._default_task_type)
+                template = classes_template(classes, tasks, types)
             y_enc, t_enc, tasks, infos = encode_task_format(
-                y_arr, task_ids, n, self.task_types, self._default_task_type)
+                y_arr, task_ids, n, self.task_types, self._default_task_type,
+                tasks=tasks, template=template)
+        return X, t_enc, y_enc, tasks, infos, multi_target
+
+    def _build_net(self, X, tasks, infos, device, sizes):
+        """The skorch net for these tasks (call inside the seeded torch context)."""
         n_tasks = len(tasks)
         types = [info["type"] for info in infos]
         strategy = get_weighting(self.weighting, self.task_weights, list(tasks))
@@ -130,33 +232,31 @@ class MultiTaskMixin(NeuralEstimatorMixin):
         class_mask = np.zeros((n_tasks, n_out), dtype=bool)
         for k, info in enumerate(infos):
             class_mask[k, : info["n_outputs"]] = True
-        regression = [tp == "regression" for tp in types]
+        example = torch.as_tensor(X[:2])
 
-        seed = self._draw_seed()
-        with self._torch_context(seed, device):
-            example = torch.as_tensor(X[:2])
+        def make_trunk(n_in):
+            shape = (n_in,) if n_in is not None else X.shape[1:]
+            return self._make_trunk(shape, sizes)
 
-            def make_trunk(n_in):
-                shape = (n_in,) if n_in is not None else X.shape[1:]
-                return self._make_trunk(shape, sizes)
+        model = build_architecture(self.architecture, make_trunk, example, n_tasks, n_out)
+        module = MultiTaskModule(model, strategy.build(n_tasks, types), class_mask)
+        return MultiTaskNet(
+            module,
+            criterion=MultiTaskLoss,
+            criterion__n_tasks=n_tasks,
+            criterion__regression=[tp == "regression" for tp in types],
+            **self._net_kwargs(device),
+        )
 
-            model = build_architecture(self.architecture, make_trunk, example, n_tasks, n_out)
-            module = MultiTaskModule(model, strategy.build(n_tasks, types), class_mask)
-            net = MultiTaskNet(
-                module,
-                criterion=MultiTaskLoss,
-                criterion__n_tasks=n_tasks,
-                criterion__regression=regression,
-                **self._net_kwargs(device),
-            )
-            net.fit(self._inputs(X, t_enc), torch.as_tensor(y_enc))
-
+    def _set_fitted(self, net, X, tasks, infos, multi_target, seed):
         self.net_ = net
         self.multi_target_ = multi_target
         self.tasks_ = np.asarray(tasks)
-        self.n_tasks_ = n_tasks
-        self.task_types_ = types
+        self.n_tasks_ = len(tasks)
+        self.task_types_ = [info["type"] for info in infos]
         self._task_info = infos
+        self._seed = seed
+        self._partial_calls = 0
         self.input_shape_ = tuple(X.shape[1:])
         self._set_output_attributes(infos)
 

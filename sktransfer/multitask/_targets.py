@@ -84,7 +84,22 @@ def resolve_task_types(task_types, tasks, default):
     return types
 
 
-def _classification_info(labels, name):
+def _classification_info(labels, name, fixed=None):
+    if fixed is not None:
+        classes = fixed["classes"]
+        try:
+            enc = np.searchsorted(classes, labels)
+            enc = np.clip(enc, 0, len(classes) - 1)
+            unknown = classes[enc] != labels
+        except TypeError as exc:
+            raise ValueError(f"task {name!r}: labels of type {np.asarray(labels).dtype} cannot "
+                             f"be compared with its classes {classes.tolist()[:10]}") from exc
+        if np.any(unknown):
+            raise ValueError(
+                f"task {name!r} has labels {sorted(set(np.asarray(labels)[unknown].tolist()))[:10]}"
+                f" that are not in its classes {classes.tolist()[:20]}"
+            )
+        return fixed, enc
     if labels.dtype == object:
         kinds = {type(v) for v in labels}
         if len(kinds) > 1 and not all(issubclass(k, (int, float, np.number)) for k in kinds):
@@ -98,58 +113,113 @@ def _classification_info(labels, name):
     return {"type": "classification", "classes": cls, "n_outputs": len(cls)}, inv
 
 
-def _regression_info(values, name):
+def _regression_info(values, name, fixed=None):
     try:
         v = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"regression task {name!r} has non-numeric targets") from exc
     if not np.all(np.isfinite(v)):
         raise ValueError(f"regression task {name!r} has infinite targets")
-    mean, std = float(v.mean()), float(v.std())
+    if fixed is not None:
+        return fixed, (v - fixed["mean"]) / fixed["std"]
+    mean, std = (float(v.mean()), float(v.std())) if len(v) else (0.0, 1.0)
     std = std if std > 0 else 1.0
     return {"type": "regression", "mean": mean, "std": std, "n_outputs": 1}, (v - mean) / std
 
 
-def encode_task_format(y, task_ids, n_samples, task_types=None, default="classification"):
+def _task_info(values, name, task_type, fixed):
+    if task_type == "classification":
+        return _classification_info(values, name, fixed)
+    return _regression_info(values, name, fixed)
+
+
+def classes_template(classes, tasks, types):
+    """Per-task fixed infos from ``classes`` given to a first ``partial_fit``.
+
+    ``classes`` is an array (one task), a list aligned with ``tasks`` or a
+    dict from task to labels; a classification task without classes raises.
+    """
+    names = list(np.asarray(tasks).tolist())
+    if classes is None:
+        per_task = [None] * len(names)
+    elif isinstance(classes, dict):
+        per_task = [classes.get(k) for k in names]
+    elif len(names) == 1 and np.ndim(classes) == 1 and not (
+            len(classes) and np.ndim(classes[0]) == 1):
+        per_task = [classes]
+    else:
+        per_task = list(classes)
+        if len(per_task) != len(names):
+            raise ValueError(f"classes must give the labels of each of the {len(names)} tasks, "
+                             f"got {len(per_task)} entries")
+    template = []
+    for name, tp, cls in zip(names, types, per_task):
+        if tp == "regression":
+            template.append(None)
+            continue
+        if cls is None:
+            raise ValueError(
+                f"classes must be passed on the first call to partial_fit: the labels of task "
+                f"{name!r} are missing (a dict from task to labels, or a list per task)"
+            )
+        cls = np.unique(np.asarray(cls))
+        template.append({"type": "classification", "classes": cls, "n_outputs": len(cls)})
+    return template
+
+
+def encode_task_format(y, task_ids, n_samples, task_types=None, default="classification",
+                       tasks=None, template=None):
     """Encode 1-D ``y`` with per-row task ids.
 
     Returns ``(y_enc, t_enc, tasks, infos)``. ``infos[k]`` describes task k
     (its type, and its classes or target scaling). ``y_enc`` holds each
     row's label index within its task's classes (int64) when every task is a
     classification task, else float32 with standardised regression targets.
+    ``tasks`` fixes the task set (unseen ids raise) and ``template`` holds
+    fixed infos per task (None: derive from the data), for ``partial_fit``.
     """
     y = column_or_1d(y, warn=True)
     check_consistent_length(np.empty(n_samples), y)
     if y.dtype.kind in "fc":
         _assert_all_finite(y, input_name="y")
-    if task_ids is None:
+    if tasks is not None:
+        if task_ids is None:
+            if len(tasks) != 1:
+                raise ValueError(f"task_ids is required: the model has {len(tasks)} tasks "
+                                 f"{np.asarray(tasks).tolist()[:10]}")
+            t = np.zeros(n_samples, dtype=np.int64)
+        else:
+            t = encode_task_ids(validate_task_ids(task_ids, n_samples), np.asarray(tasks))
+    elif task_ids is None:
         t = np.zeros(n_samples, dtype=np.int64)
         tasks = np.array([0])
     else:
         task_ids = validate_task_ids(task_ids, n_samples)
         tasks, t = np.unique(task_ids, return_inverse=True)
-    types = resolve_task_types(task_types, tasks, default)
+    tasks = np.asarray(tasks)
+    types = ([info["type"] if info else None for info in template] if template is not None
+             and all(template) else resolve_task_types(task_types, tasks, default))
+    template = template if template is not None else [None] * len(tasks)
     if all(tp == "classification" for tp in types):
         check_classification_targets(y)
     y_enc = np.empty(n_samples, dtype=np.int64 if "regression" not in types else np.float32)
     infos = []
     for k, name in enumerate(tasks.tolist()):
         rows = t == k
-        if types[k] == "classification":
-            info, enc = _classification_info(y[rows], name)
-        else:
-            info, enc = _regression_info(y[rows], name)
+        info, enc = _task_info(y[rows], name, types[k], template[k])
         y_enc[rows] = enc
         infos.append(info)
     return y_enc, t.astype(np.int64), tasks, infos
 
 
-def encode_multi_target(Y, missing_label, task_types=None, default="classification"):
+def encode_multi_target(Y, missing_label, task_types=None, default="classification",
+                        template=None, allow_empty=False):
     """Encode a 2-D target with one column per task and missing labels.
 
     Returns ``(Y_enc, tasks, infos)``. ``Y_enc`` is (n, T): int64 label
     indices with -1 where missing when every task is a classification task,
-    else float32 with NaN where missing.
+    else float32 with NaN where missing. ``template`` holds fixed per-task
+    infos and ``allow_empty`` accepts a column without labels (``partial_fit``).
     """
     tasks = np.asarray(Y.columns) if hasattr(Y, "columns") else None
     Y = np.asarray(Y)
@@ -162,7 +232,11 @@ def encode_multi_target(Y, missing_label, task_types=None, default="classificati
         tasks = np.arange(T)
     if Y.dtype.kind == "c" or (Y.dtype.kind == "f" and np.isinf(Y).any()):
         raise ValueError("Y contains infinity or complex values")
-    types = resolve_task_types(task_types, tasks, default)
+    if template is not None and len(template) != T:
+        raise ValueError(f"Y has {T} columns but the model has {len(template)} tasks")
+    types = ([info["type"] for info in template] if template is not None and all(template)
+             else resolve_task_types(task_types, tasks, default))
+    template = template if template is not None else [None] * T
     mixed = "regression" in types
     Y_enc = np.full((n, T), np.nan if mixed else -1, dtype=np.float32 if mixed else np.int64)
     infos = []
@@ -171,15 +245,14 @@ def encode_multi_target(Y, missing_label, task_types=None, default="classificati
         name = tasks.tolist()[j]
         missing = _is_missing(col, missing_label)
         labelled = col[~missing]
-        if labelled.size == 0:
+        if labelled.size == 0 and not allow_empty:
             raise ValueError(
                 f"task {name!r} (column {j} of Y) has no label in any row: every entry is "
                 "missing, so there is nothing to learn for it; drop the column"
             )
-        if types[j] == "classification":
-            info, enc = _classification_info(labelled, name)
-        else:
-            info, enc = _regression_info(labelled, name)
+        if labelled.size == 0 and template[j] is None and types[j] == "classification":
+            raise ValueError(f"task {name!r} (column {j} of Y) has no label in this call")
+        info, enc = _task_info(labelled, name, types[j], template[j])
         Y_enc[~missing, j] = enc
         infos.append(info)
     return Y_enc, tasks, infos
