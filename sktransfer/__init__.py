@@ -6,7 +6,9 @@ scikit-learn's global configuration.
 """
 
 from .multitask import MultiTaskClassifier, MultiTaskRegressor
+from .transfer import FineTuner, FineTunerRegressor, PretrainedFeatures
 
 __version__ = "0.1.0"
 
 __all__ = ["MultiTaskClassifier", "MultiTaskRegressor", "__version__"]
+__all__ += ["FineTuner", "FineTunerRegressor", "PretrainedFeatures"]

@@ -3,8 +3,21 @@
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sktransfer import MultiTaskClassifier, MultiTaskRegressor
+from sktransfer.transfer import FineTuner, FineTunerRegressor, PretrainedFeatures
+
+
+def _tiny_source():
+    """A pretrained-network factory for the checks (LazyLinear: any feature count)."""
+    from torch import nn
+
+    return nn.Sequential(nn.LazyLinear(16), nn.ReLU(), nn.Linear(16, 3))
+
 
 ESTIMATORS = [
+    FineTuner(_tiny_source, strategy="full", lr=0.02, max_epochs=40, random_state=0),
+    FineTuner(_tiny_source, strategy="lp_ft", lr=0.02, max_epochs=10, random_state=0),
+    FineTunerRegressor(_tiny_source, strategy="full", lr=0.02, max_epochs=40, random_state=0),
+    PretrainedFeatures(_tiny_source, random_state=0),
     MultiTaskClassifier(hidden_layer_sizes=(16,), max_epochs=40, lr=0.02, batch_size=32,
                         random_state=0),
     MultiTaskRegressor(hidden_layer_sizes=(16,), max_epochs=40, lr=0.02, batch_size=32,

@@ -1,0 +1,552 @@
+"""FineTuner and FineTunerRegressor: adapt a pretrained network to a new task."""
+
+import warnings
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils import check_array
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
+from torch import nn
+
+from ..base import NeuralEstimatorMixin
+from ._features import embed
+from ._layers import build_network, layer_groups
+from ._net import FineTuneNet
+from ._penalty import L2SP
+from ._pretrained import resolve_pretrained
+from ._strategies import BN_MODES, STRATEGIES, TransferPlan
+
+__all__ = ["FineTuner", "FineTunerRegressor"]
+
+_HEADS = ("replace", "keep", "add")
+#: L-BFGS iterations of the linear probe of ``strategy="lp_ft"``.
+_LP_MAX_ITER = 200
+
+_PARAMS_DOC = """
+    pretrained : nn.Module, factory, (factory, path) or FrozenEstimator
+        The source network:
+
+        * an ``nn.Module`` instance: deep-copied at every fit and never
+          modified, so ``clone(est).fit(...)`` always starts from its weights;
+        * a zero-argument factory (a function or an ``nn.Module`` class),
+          called under ``random_state``;
+        * a pair ``(factory, path)``: ``factory()`` builds the architecture and
+          the weights are read from ``path``, a ``.safetensors`` file or a torch
+          state dict read with ``torch.load(..., weights_only=True)``. A
+          weights file is never unpickled; one that does not match the
+          architecture is a ``ValueError``;
+        * ``sklearn.frozen.FrozenEstimator(fitted)``, ``fitted`` a fitted
+          sktransfer estimator (its ``net_.module_``) or skorch net (its
+          ``module_``). For a :class:`~sktransfer.multitask.MultiTaskClassifier`
+          the shared trunk is the backbone and the task heads are dropped.
+
+        A bare fitted estimator is rejected with a ``TypeError``: ``clone``
+        would reset it, so it must be wrapped in ``FrozenEstimator``.
+    strategy : {"last", "top", "full", "gradual", "lp_ft"}, default="lp_ft"
+        What trains (see the user guide for which to use when):
+
+        * ``"last"``: only the head;
+        * ``"top"``: the head and the top ``n_layers`` layer groups;
+        * ``"full"``: everything;
+        * ``"gradual"``: the head, then one more group from the top every
+          ``unfreeze_every`` epochs (ULMFiT);
+        * ``"lp_ft"``: the head is first fitted to convergence on the frozen
+          features (L-BFGS, L2 strength ``lp_alpha``), then everything trains
+          for ``max_epochs`` epochs, the backbone at a lower rate (Kumar et
+          al., 2022).
+
+        Layer groups come from the network's structure: every module that
+        owns parameters starts a group, in module order, and a normalisation
+        layer joins the group before it; the head is the last group. The
+        fitted ``layer_groups_`` lists them.
+    n_layers : int, default=1
+        Backbone groups trained by ``"top"`` (more than there are: all).
+    unfreeze_every : int, default=1
+        Epochs between two unfreezings of ``"gradual"``.
+    trainable : str, list of str or None, default=None
+        ``fnmatch`` patterns over parameter names (e.g. ``"layers.2.*"``)
+        that override the layer groups: with ``"last"``, ``"top"`` and
+        ``"full"`` exactly the matching backbone parameters train (and the
+        head); with ``"gradual"`` and ``"lp_ft"`` only those are ever opened.
+        A pattern that matches nothing is an error.
+    head : {"replace", "keep", "add"}, default="replace"
+        ``"replace"``: the output layer (``head_name``, or the last
+        ``nn.Linear`` in module order, checked to be what the network
+        returns) becomes a fresh ``nn.Linear`` with one output per {target}.
+        ``"keep"``: keep it (its width must match). ``"add"``: the whole
+        network is the backbone and a fresh ``nn.Linear`` goes on its
+        flattened output.
+    head_name : str or None, default=None
+        Name of the output layer (as in ``named_modules()``).
+    backbone_lr : float or None, default=None
+        Learning rate of the top backbone group (discriminative learning
+        rates). ``None``: ``lr``, except with ``"lp_ft"`` where it is
+        ``lr / 10``.
+    layer_lr_decay : float, default=1.0
+        Each backbone group below the top one learns ``layer_lr_decay`` times
+        as fast as the group above it (ULMFiT uses 1 / 2.6).
+    l2sp_alpha : float, default=0.0
+        L2-SP: adds ``l2sp_alpha / 2 * ||w - w0||^2`` over the trainable
+        pretrained parameters ``w`` (pretrained values ``w0``) to the loss.
+    l2sp_beta : float, default=0.0
+        Adds ``l2sp_beta / 2 * ||w_head||^2`` over a new head's parameters.
+    bn : {"freeze", "train"}, default="freeze"
+        ``"freeze"``: batch-norm layers keep their pretrained statistics
+        (eval mode) and parameters. ``"train"``: those in trainable groups
+        update both.
+    lp_alpha : float, default=1e-3
+        L2 strength of the linear probe of ``"lp_ft"``.
+    optimizer : torch optimizer class, default=torch.optim.Adam
+    lr : float, default=1e-3
+        Learning rate of the head.
+    max_epochs : int, default=20
+        Epochs per ``fit`` (for ``"lp_ft"``: of the fine-tuning phase).
+    batch_size : int, default=32
+    callbacks : list of skorch callbacks or None, default=None
+    train_split : None or skorch split, default=None
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+    random_state : int, RandomState or None, default=None
+    verbose : int, default=0
+    net_params : dict or None, default=None
+        See :class:`~sktransfer.base.NeuralEstimatorMixin` for these. The
+        optimizer's parameter groups are built by the estimator.
+"""
+
+_ATTRS_DOC = """
+    net_ : skorch.NeuralNet
+        The trained net; ``net_.module_`` is the adapted network and
+        ``net_.history[:, "trainable_groups"]`` the number of open backbone
+        groups in every epoch.
+    layer_groups_ : list of list of str
+        Parameter names of every layer group, bottom to top; the last one is
+        the head.
+    head_name_ : str
+        Name of the output layer in ``net_.module_``.
+    n_features_in_ : int
+    input_shape_ : tuple
+        Shape of one sample.
+"""
+
+
+def _check_labels(y):
+    # One or a few examples per class is the point of few-shot transfer, so
+    # scikit-learn's "more classes than half the samples" warning is noise here.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The number of unique classes is greater")
+        check_classification_targets(y)
+
+
+def _doc(text, target):
+    return text.replace("{target}", target)
+
+
+class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
+    # FineTuner has no default network; the shared parameter check reads this.
+    hidden_layer_sizes = ()
+
+    def __init__(
+        self,
+        pretrained,
+        strategy="lp_ft",
+        n_layers=1,
+        unfreeze_every=1,
+        trainable=None,
+        head="replace",
+        head_name=None,
+        backbone_lr=None,
+        layer_lr_decay=1.0,
+        l2sp_alpha=0.0,
+        l2sp_beta=0.0,
+        bn="freeze",
+        lp_alpha=1e-3,
+        optimizer=torch.optim.Adam,
+        lr=1e-3,
+        max_epochs=20,
+        batch_size=32,
+        callbacks=None,
+        train_split=None,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+        net_params=None,
+    ):
+        self.pretrained = pretrained
+        self.strategy = strategy
+        self.n_layers = n_layers
+        self.unfreeze_every = unfreeze_every
+        self.trainable = trainable
+        self.head = head
+        self.head_name = head_name
+        self.backbone_lr = backbone_lr
+        self.layer_lr_decay = layer_lr_decay
+        self.l2sp_alpha = l2sp_alpha
+        self.l2sp_beta = l2sp_beta
+        self.bn = bn
+        self.lp_alpha = lp_alpha
+        self.optimizer = optimizer
+        self.lr = lr
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.callbacks = callbacks
+        self.train_split = train_split
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.net_params = net_params
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        return tags
+
+    # ------------------------------------------------------------ parameters
+    def _check_transfer_params(self):
+        def choice(name, options):
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in options:
+                raise ValueError(f"{name} must be one of {options}, got {value!r}")
+
+        def number(name, low, strict, allow_none=False):
+            value = getattr(self, name)
+            if value is None and allow_none:
+                return
+            ok = np.isscalar(value) and not isinstance(value, (str, bool)) and (
+                value > low if strict else value >= low)
+            if not ok:
+                kind = "a positive number" if strict else "a number >= 0"
+                raise ValueError(f"{name} must be {kind}, got {value!r}")
+
+        def integer(name, low):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+            if value < low:
+                raise ValueError(f"{name} must be >= {low}, got {value}")
+
+        choice("strategy", STRATEGIES)
+        choice("head", _HEADS)
+        choice("bn", BN_MODES)
+        integer("n_layers", 0)
+        integer("unfreeze_every", 1)
+        number("backbone_lr", 0, True, allow_none=True)
+        number("layer_lr_decay", 0, True)
+        number("l2sp_alpha", 0, False)
+        number("l2sp_beta", 0, False)
+        number("lp_alpha", 0, False)
+        if self.head_name is not None and not isinstance(self.head_name, str):
+            raise TypeError(f"head_name must be a str or None, got {self.head_name!r}")
+        trainable = self.trainable
+        if isinstance(trainable, str):
+            trainable = [trainable]
+        if trainable is not None:
+            ok = isinstance(trainable, (list, tuple)) and len(trainable) > 0
+            if not ok or not all(isinstance(p, str) for p in trainable):
+                raise TypeError(f"trainable must be a name pattern or a non-empty list of "
+                                f"them, got {self.trainable!r}")
+            trainable = list(trainable)
+        if self.backbone_lr is not None:
+            scale = float(self.backbone_lr) / float(self.lr)
+        else:
+            scale = 0.1 if self.strategy == "lp_ft" else 1.0
+        return trainable, scale
+
+    # ----------------------------------------------------------------- input
+    @staticmethod
+    def _tensor(a):
+        return torch.as_tensor(a) if a.flags.writeable else torch.tensor(a)
+
+    def _check_y(self, X, y):
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
+        check_consistent_length(X, y)
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, X, y):
+        """Adapt the pretrained network to ``(X, y)``, starting from its weights.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n, C, H, W)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+
+        Returns
+        -------
+        self
+        """
+        with self._atomic_fit():
+            self._fit(X, y)
+        return self
+
+    def _fit(self, X, y, classes=None):
+        device, _ = self._check_common_params()
+        trainable, backbone_scale = self._check_transfer_params()
+        if "optimizer__param_groups" in (self.net_params or {}):
+            raise ValueError("the optimizer's parameter groups are built from the layer groups; "
+                             "set backbone_lr / layer_lr_decay instead of "
+                             "optimizer__param_groups")
+        X = self._validate_X(X, reset=True)
+        self._check_y(X, y)
+        y_enc, n_out = self._encode_new_targets(y, classes)
+        seed = self._draw_seed()
+        with self._torch_context(seed, device):
+            module, has_output = resolve_pretrained(self.pretrained)
+            module.to(device)
+            example = self._tensor(X[:2]).to(device)
+            network, head_name = build_network(module, self.head, self.head_name, n_out,
+                                               example, has_output)
+            groups, bn_layers = layer_groups(network, head_name)
+            plan = TransferPlan(groups, bn_layers, self.strategy, self.n_layers,
+                                self.unfreeze_every, trainable, self.bn, backbone_scale,
+                                self.layer_lr_decay)
+            penalty = None
+            if self.l2sp_alpha or self.l2sp_beta:
+                state = dict(network.named_parameters())
+                kept = self.head == "keep"
+                anchored = [n for g in (groups if kept else groups[:-1]) for n in g]
+                penalty = L2SP(self.l2sp_alpha, self.l2sp_beta,
+                               {n: state[n] for n in anchored},
+                               [] if kept else groups[-1])
+            net = FineTuneNet(network, criterion=self._criterion(), plan=plan, penalty=penalty,
+                              **self._net_kwargs(device))
+            net.initialize()
+            yt = self._tensor(y_enc)
+            if self.strategy == "lp_ft":
+                self._linear_probe(net.module_, head_name, X, yt, device)
+            net.partial_fit(self._tensor(X), yt)
+
+        self.net_ = net
+        self.layer_groups_ = groups
+        self.head_name_ = head_name
+        self.input_shape_ = tuple(X.shape[1:])
+
+    def _linear_probe(self, network, head_name, X, y, device):
+        """Fit the head alone to convergence on the frozen backbone's features."""
+        feats = embed(network, X, head_name, "input", self.batch_size, device)
+        head = network.get_submodule(head_name)
+        params = [p for p in head.parameters()]
+        y = y.to(device)
+        opt = torch.optim.LBFGS(params, lr=1.0, max_iter=_LP_MAX_ITER, history_size=20,
+                                tolerance_grad=1e-6, tolerance_change=1e-9,
+                                line_search_fn="strong_wolfe")
+        weights = [p for p in params if p.dim() > 1]
+
+        def closure():
+            opt.zero_grad()
+            loss = self._probe_loss(head(feats), y)
+            if self.lp_alpha:
+                loss = loss + 0.5 * self.lp_alpha * sum(w.pow(2).sum() for w in weights)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        for p in params:
+            p.grad = None
+
+    def partial_fit(self, X, y, classes=None):
+        """Continue training from the current weights (first call: as ``fit``).
+
+        Each call trains ``max_epochs`` epochs on ``(X, y)`` with the
+        optimizer state, the L2-SP anchor and the unfreezing schedule of the
+        previous calls (``"lp_ft"`` probes only on the first call).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n, C, H, W)
+        y : array-like
+        classes : array-like or None, default=None
+            Classifier only: every label the model will see, on the first
+            call (default: the labels of ``y``); later calls must not bring
+            new labels.
+
+        Returns
+        -------
+        self
+        """
+        with self._atomic_fit():
+            if not hasattr(self, "net_"):
+                self._fit(X, y, classes=classes)
+            else:
+                self._check_common_params()
+                X = self._validate_X(X, reset=False)
+                self._check_y(X, y)
+                y_enc = self._encode_more_targets(y, classes)
+                with self._torch_context(self._draw_seed(), str(self.net_.device)):
+                    self.net_.partial_fit(self._tensor(X), self._tensor(y_enc))
+        return self
+
+    # --------------------------------------------------------------- predict
+    def _raw_predict(self, X):
+        check_is_fitted(self, "net_")
+        X = self._validate_X(X, reset=False)
+        with self._torch_context(device=str(self.net_.device)):
+            out = self.net_.forward(self._tensor(X), training=False)
+        return out.float()
+
+
+class FineTuner(ClassifierMixin, _BaseFineTuner):
+    __doc__ = _doc("""Fine-tune a pretrained network to a new classification task.
+
+    The source network is a hyperparameter and the target data is data:
+    ``fit`` copies the pretrained network, replaces its output layer with one
+    output per class of ``y``, and trains it following ``strategy``, with
+    discriminative learning rates, an optional L2-SP penalty toward the
+    pretrained weights and frozen batch-norm statistics by default.
+    ``clone(ft).fit(...)`` always starts from the pretrained weights, so
+    ``GridSearchCV`` can search ``strategy``, ``lr`` and the rest.
+
+    Parameters
+    ----------""" + _PARAMS_DOC + """
+    Attributes
+    ----------
+    classes_ : ndarray
+        The labels, in the order of the output columns.""" + _ATTRS_DOC + """
+    See Also
+    --------
+    FineTunerRegressor : the same for regression.
+    PretrainedFeatures : the frozen network as a transformer (linear probe).
+
+    References
+    ----------
+    Howard & Ruder (2018), Universal language model fine-tuning for text
+    classification (gradual unfreezing, discriminative learning rates).
+    Li, Grandvalet & Davoine (2018), Explicit inductive bias for transfer
+    learning with convolutional networks (L2-SP). Kumar et al. (2022),
+    Fine-tuning can distort pretrained features and underperform
+    out-of-distribution (LP-FT).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn.datasets import load_digits
+    >>> from sktransfer.transfer import FineTuner
+    >>> X, y = load_digits(return_X_y=True)
+    >>> X = X / 16
+    >>> _ = torch.manual_seed(0)
+    >>> source = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(),
+    ...                              torch.nn.Linear(32, 5))
+    >>> ft = FineTuner(source, strategy="full", lr=1e-2, max_epochs=30, random_state=0)
+    >>> ft.fit(X[:500], y[:500]).score(X[500:], y[500:]) > 0.8
+    True
+    >>> ft.layer_groups_
+    [['0.weight', '0.bias'], ['2.weight', '2.bias']]
+    """, "class")
+
+    def _criterion(self):
+        return nn.CrossEntropyLoss
+
+    def _probe_loss(self, out, y):
+        return nn.functional.cross_entropy(out, y)
+
+    def _encode_new_targets(self, y, classes):
+        y = column_or_1d(y, warn=True)
+        _check_labels(y)
+        if classes is not None:
+            self.classes_ = np.unique(np.asarray(classes))
+            if not np.isin(y, self.classes_).all():
+                raise ValueError(f"y has labels {np.setdiff1d(y, self.classes_).tolist()[:10]} "
+                                 f"that are not in classes")
+        else:
+            self.classes_ = np.unique(y)
+        return np.searchsorted(self.classes_, y).astype(np.int64), len(self.classes_)
+
+    def _encode_more_targets(self, y, classes):
+        y = column_or_1d(y, warn=True)
+        _check_labels(y)
+        if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            raise ValueError(f"classes={list(np.unique(classes))[:10]} differs from the classes "
+                             f"of the first call {self.classes_.tolist()[:10]}")
+        unknown = np.setdiff1d(y, self.classes_)
+        if unknown.size:
+            raise ValueError(f"y has labels {unknown.tolist()[:10]} that were not in classes "
+                             f"on the first call: {self.classes_.tolist()[:10]}")
+        return np.searchsorted(self.classes_, y).astype(np.int64)
+
+    def predict_proba(self, X):
+        """Class probabilities, columns in the order of ``classes_``."""
+        return torch.softmax(self._raw_predict(X), dim=-1).numpy()
+
+    def predict(self, X):
+        """Predicted labels."""
+        scores = self._raw_predict(X).numpy()
+        return self.classes_[np.argmax(scores, axis=1)]
+
+
+class FineTunerRegressor(RegressorMixin, _BaseFineTuner):
+    __doc__ = _doc("""Fine-tune a pretrained network to a new regression task.
+
+    :class:`FineTuner` with a mean-squared-error loss: the output layer gets
+    one output per target column (``y`` 1-D: one output, and ``predict``
+    returns a 1-D array). Everything else (strategies, learning rates,
+    L2-SP, batch norm, ``partial_fit``) is the same.
+
+    Parameters
+    ----------""" + _PARAMS_DOC + """
+    Attributes
+    ----------
+    n_outputs_ : int
+        Number of target columns.""" + _ATTRS_DOC + """
+    See Also
+    --------
+    FineTuner : the classifier, with the references.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from sktransfer.transfer import FineTunerRegressor
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.randn(300, 4).astype("float32")
+    >>> y = X[:, 0] - 2 * X[:, 1]
+    >>> _ = torch.manual_seed(0)
+    >>> source = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.ReLU(),
+    ...                              torch.nn.Linear(32, 3))
+    >>> reg = FineTunerRegressor(source, strategy="full", lr=1e-2, max_epochs=50,
+    ...                          random_state=0).fit(X, y)
+    >>> reg.predict(X[:2]).shape
+    (2,)
+    >>> reg.score(X, y) > 0.9
+    True
+    """, "target column")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def _criterion(self):
+        return nn.MSELoss
+
+    def _probe_loss(self, out, y):
+        return nn.functional.mse_loss(out, y)
+
+    def _as_2d(self, y):
+        y = check_array(y, ensure_2d=False, dtype=np.float32, input_name="y")
+        if y.ndim not in (1, 2):
+            raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}")
+        return y.reshape(len(y), -1), y.ndim
+
+    def _encode_new_targets(self, y, classes):
+        if classes is not None:
+            raise ValueError("classes is only for classifiers; FineTunerRegressor takes none")
+        y2, ndim = self._as_2d(y)
+        self.n_outputs_ = y2.shape[1]
+        self._y_ndim = ndim
+        return y2, self.n_outputs_
+
+    def _encode_more_targets(self, y, classes):
+        if classes is not None:
+            raise ValueError("classes is only for classifiers; FineTunerRegressor takes none")
+        y2, _ = self._as_2d(y)
+        if y2.shape[1] != self.n_outputs_:
+            raise ValueError(f"y has {y2.shape[1]} target columns, but the model was fitted "
+                             f"on {self.n_outputs_}")
+        return y2
+
+    def predict(self, X):
+        """Predicted targets: (n_samples,) for a 1-D ``y``, else (n_samples, n_outputs)."""
+        out = self._raw_predict(X).numpy().astype(np.float64)
+        return out[:, 0] if self._y_ndim == 1 else out
