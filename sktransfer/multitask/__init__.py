@@ -17,6 +17,17 @@ from ._architectures import (
     TaskConditioning,
 )
 from ._classifier import MultiTaskClassifier
+from ._gradient_weighting import (
+    AlignedMTLWeighting,
+    CAGradWeighting,
+    IMTLWeighting,
+    MGDAUBWeighting,
+    MGDAWeighting,
+    NashMTLWeighting,
+    PCGradWeighting,
+    UPGradWeighting,
+)
+from ._loss_weighting import DWAWeighting, FAMOWeighting, GradNormWeighting, RLWWeighting
 from ._regressor import MultiTaskRegressor
 from ._weighting import (
     WEIGHTINGS,
@@ -45,4 +56,16 @@ __all__ = [
     "TaskConditioned",
     "UncertaintyWeighting",
     "Weighting",
+    "AlignedMTLWeighting",
+    "CAGradWeighting",
+    "DWAWeighting",
+    "FAMOWeighting",
+    "GradNormWeighting",
+    "IMTLWeighting",
+    "MGDAUBWeighting",
+    "MGDAWeighting",
+    "NashMTLWeighting",
+    "PCGradWeighting",
+    "RLWWeighting",
+    "UPGradWeighting",
 ]

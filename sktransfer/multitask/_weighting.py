@@ -160,11 +160,41 @@ class UncertaintyWeighting(Weighting):
         return _UncertaintyWeighter(n_tasks, self.init_log_var, regression)
 
 
+# The loss- and gradient-based strategies subclass Weighting, so they are imported here.
+from ._gradient_weighting import (  # noqa: E402
+    AlignedMTLWeighting,
+    CAGradWeighting,
+    IMTLWeighting,
+    MGDAUBWeighting,
+    MGDAWeighting,
+    NashMTLWeighting,
+    PCGradWeighting,
+    UPGradWeighting,
+)
+from ._loss_weighting import (  # noqa: E402
+    DWAWeighting,
+    FAMOWeighting,
+    GradNormWeighting,
+    RLWWeighting,
+)
+
 #: Weighting names accepted by ``weighting=`` and the strategy each builds.
 WEIGHTINGS = {
     "equal": EqualWeighting,
     "static": StaticWeighting,
     "uncertainty": UncertaintyWeighting,
+    "dwa": DWAWeighting,
+    "rlw": RLWWeighting,
+    "famo": FAMOWeighting,
+    "gradnorm": GradNormWeighting,
+    "mgda": MGDAWeighting,
+    "mgda_ub": MGDAUBWeighting,
+    "pcgrad": PCGradWeighting,
+    "cagrad": CAGradWeighting,
+    "imtl": IMTLWeighting,
+    "upgrad": UPGradWeighting,
+    "aligned_mtl": AlignedMTLWeighting,
+    "nash_mtl": NashMTLWeighting,
 }
 
 

@@ -1,0 +1,337 @@
+"""Loss-based task weightings: DWA, RLW, FAMO and GradNorm.
+
+These set the task weights from the losses (and, for GradNorm, from the
+gradient norms of the last shared layer) without the full per-task
+gradients. Their weighters follow the contract of
+:mod:`sktransfer.multitask._weighting` (``weighter(losses, present) ->
+(total, weights)``) and may define the optional hooks the net calls:
+
+* ``epoch_end(task_losses)``: after every training epoch, with the (T,)
+  mean task losses of the epoch (DWA);
+* ``after_step(net, batch)``: after every optimizer step (FAMO);
+* ``custom_step = True`` and ``backward(losses, present, model)``: the
+  weighter does the backward pass itself (GradNorm).
+
+State that changes during training (DWA's loss history, FAMO's logits and
+their optimizer state) is held in buffers, so it is saved and pickled with
+the network. State only changes in training mode with gradients enabled;
+the validation loss uses the current weights without updating them.
+"""
+
+import numbers
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._gradient_step import batch_task_losses, shared_parameters
+from ._weighting import Weighting
+
+__all__ = ["DWAWeighting", "RLWWeighting", "FAMOWeighting", "GradNormWeighting"]
+
+
+def _check_positive(name, value, strict=True):
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+    if ok:
+        ok = value > 0 if strict else value >= 0
+    if not ok:
+        sign = "positive" if strict else "non-negative"
+        raise ValueError(f"{name} must be a finite {sign} number, got {value!r}")
+
+
+def _updating(module):
+    return module.training and torch.is_grad_enabled()
+
+
+# ------------------------------------------------------------------------ DWA
+class _DWAWeighter(nn.Module):
+    def __init__(self, n_tasks, temperature):
+        super().__init__()
+        self.temperature = float(temperature)
+        self.register_buffer("epoch_losses", torch.zeros(2, n_tasks))
+        self.register_buffer("n_epochs", torch.zeros((), dtype=torch.long))
+        self.register_buffer("weights", torch.ones(n_tasks))
+
+    def epoch_end(self, task_losses):
+        new = torch.as_tensor(task_losses, dtype=self.epoch_losses.dtype,
+                              device=self.epoch_losses.device)
+        self.epoch_losses[0] = self.epoch_losses[1]
+        self.epoch_losses[1] = new
+        self.n_epochs += 1
+        if self.n_epochs >= 2:
+            prev, last = self.epoch_losses
+            ratio = torch.where((prev > 0) & (last > 0), last / prev.clamp(min=1e-12), 1.0)
+            T = ratio.shape[0]
+            self.weights = T * torch.softmax(ratio / self.temperature, dim=0)
+
+    def forward(self, losses, present):
+        w = self.weights.to(losses.dtype) * present.to(losses.dtype)
+        return (w * losses).sum(), w
+
+
+class DWAWeighting(Weighting):
+    """Dynamic weight averaging (Liu, Johns & Davison, 2019).
+
+    A task's weight follows the rate at which its loss went down over the
+    last two epochs: with ``r_t = L_t(e - 1) / L_t(e - 2)`` (mean epoch
+    losses), ``w_t = T exp(r_t / temperature) / sum_k exp(r_k / temperature)``.
+    A task whose loss falls more slowly gets more weight. The first two
+    epochs use weight 1. The weights sum to T and change once per epoch.
+
+    Parameters
+    ----------
+    temperature : float, default=2.0
+        Softness of the weights; larger is closer to equal weighting (the
+        paper uses 2).
+
+    Examples
+    --------
+    >>> from sktransfer.multitask import DWAWeighting
+    >>> w = DWAWeighting().build(2)
+    >>> w.epoch_end([1.0, 1.0]); w.epoch_end([0.5, 1.0])  # task 0 halved its loss
+    >>> w.weights.round(decimals=3)                        # task 1 gets more weight
+    tensor([0.8760, 1.1240])
+    """
+
+    def __init__(self, temperature=2.0):
+        self.temperature = temperature
+
+    def build(self, n_tasks, task_types=None):
+        _check_positive("temperature", self.temperature)
+        return _DWAWeighter(n_tasks, self.temperature)
+
+
+# ------------------------------------------------------------------------ RLW
+class _RLWWeighter(nn.Module):
+    def forward(self, losses, present):
+        mask = present.to(losses.dtype)
+        if _updating(self):
+            logits = torch.randn(losses.shape[0]).to(losses.device, losses.dtype)
+            logits = logits.masked_fill(~present, float("-inf"))
+            w = torch.softmax(logits, dim=0)
+        else:
+            w = mask / mask.sum().clamp(min=1)
+        return (w * losses).sum(), w
+
+
+class RLWWeighting(Weighting):
+    """Random loss weighting (Lin et al., 2022).
+
+    At every training step the weights are drawn afresh:
+    ``w = softmax(z)``, ``z ~ N(0, I)`` over the tasks present in the batch
+    (they sum to 1). The draws come from the seeded torch random generator.
+    The validation loss uses the expected weights ``1 / T``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sktransfer.multitask import RLWWeighting
+    >>> total, w = RLWWeighting().build(3)(torch.ones(3), torch.ones(3, dtype=torch.bool))
+    >>> float(w.sum())
+    1.0
+    """
+
+    def build(self, n_tasks, task_types=None):
+        return _RLWWeighter()
+
+
+# ----------------------------------------------------------------------- FAMO
+class _FAMOWeighter(nn.Module):
+    def __init__(self, n_tasks, lr, gamma, update, min_losses=0.0):
+        super().__init__()
+        self.lr = float(lr)
+        self.gamma = float(gamma)
+        self.update = update
+        self.eps = 1e-8
+        self.register_buffer("logits", torch.zeros(n_tasks))
+        self.register_buffer("exp_avg", torch.zeros(n_tasks))
+        self.register_buffer("exp_avg_sq", torch.zeros(n_tasks))
+        self.register_buffer("n_updates", torch.zeros((), dtype=torch.long))
+        self.register_buffer("min_losses", torch.full((n_tasks,), float(min_losses)))
+        self.register_buffer("prev_losses", torch.zeros(n_tasks))
+        self.register_buffer("prev_present", torch.zeros(n_tasks, dtype=torch.bool))
+
+    def _gap(self, losses):
+        return losses - self.min_losses.to(losses.dtype) + self.eps
+
+    def forward(self, losses, present):
+        if _updating(self) and self.update == "next_batch" and self.prev_present.any():
+            self.update_logits(losses.detach(), present)
+        z = torch.softmax(self.logits, dim=0).to(losses.dtype)
+        gap = torch.where(present, self._gap(losses.detach()), 1.0)
+        q = z * present.to(losses.dtype) / gap
+        # d/dtheta sum_t z_t log(gap_t) / c = sum_t z_t / (c gap_t) dL_t/dtheta, with
+        # c = sum_t z_t / gap_t; the loss is written with these weights so that its
+        # value is a weighted task loss (and one task gets weight exactly 1).
+        w = q / q.sum()
+        if _updating(self):
+            self.prev_losses = losses.detach().to(self.prev_losses.dtype)
+            self.prev_present = present.clone()
+        return (w * losses).sum(), w
+
+    def update_logits(self, new_losses, present):
+        """One step of the logits' Adam on FAMO's gradient, from the change of the losses."""
+        both = present & self.prev_present
+        new_losses = new_losses.to(self.prev_losses.dtype)
+        delta = torch.log(self._gap(self.prev_losses)) - torch.log(self._gap(new_losses))
+        delta = torch.where(both, delta, 0.0)
+        z = torch.softmax(self.logits, dim=0)
+        # The softmax Jacobian (symmetric) applied to delta.
+        grad = z * (delta - (z * delta).sum())
+        grad = grad + self.gamma * self.logits  # torch.optim.Adam's weight_decay
+        beta1, beta2, eps = 0.9, 0.999, 1e-8
+        self.n_updates += 1
+        step = int(self.n_updates)
+        self.exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
+        self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        bias1 = 1 - beta1 ** step
+        bias2 = 1 - beta2 ** step
+        denom = (self.exp_avg_sq.sqrt() / (bias2 ** 0.5)).add_(eps)
+        self.logits.addcdiv_(self.exp_avg, denom, value=-self.lr / bias1)
+        self.prev_present = torch.zeros_like(self.prev_present)
+
+    def after_step(self, net, batch, **fit_params):
+        if self.update != "same_batch" or not self.prev_present.any():
+            return
+        with torch.no_grad():
+            losses, counts = batch_task_losses(net, batch, **fit_params)
+        self.update_logits(losses, counts > 0)
+
+
+class FAMOWeighting(Weighting):
+    """Fast adaptive multitask optimisation (FAMO; Liu et al., 2023).
+
+    FAMO balances the tasks' rates of improvement of the log-losses at O(1)
+    cost per step. The task weights are ``z = softmax(xi)``; the network
+    descends ``sum_t z_t log L_t / c`` (``c = sum_t z_t / L_t``), i.e. the
+    task losses with weights ``z_t / (c L_t)``, which sum to 1. After each
+    optimizer step the losses of the same batch are computed again and the
+    logits ``xi`` take a step of their own Adam (learning rate ``lr``,
+    weight decay ``gamma``) on the gradient ``J_softmax(xi)^T delta``, with
+    ``delta_t = log L_t(before) - log L_t(after)``: tasks that improved less
+    gain weight. This is Algorithm 1 of the paper and the authors' code.
+
+    Parameters
+    ----------
+    lr : float, default=0.025
+        Learning rate of the logits' Adam (the paper's ``beta``).
+    gamma : float, default=0.01
+        Weight decay (regularisation) of the logits.
+    update : {"same_batch", "next_batch"}, default="same_batch"
+        ``"same_batch"`` (the paper): one extra forward pass, without
+        gradients, of the batch after the step. ``"next_batch"``: no extra
+        pass; the losses of the next batch, before its step, stand in for
+        the losses after the step (cheaper, noisier).
+
+    Examples
+    --------
+    >>> from sktransfer.multitask import FAMOWeighting
+    >>> FAMOWeighting(lr=0.05).build(3).logits
+    tensor([0., 0., 0.])
+    """
+
+    def __init__(self, lr=0.025, gamma=0.01, update="same_batch"):
+        self.lr = lr
+        self.gamma = gamma
+        self.update = update
+
+    def build(self, n_tasks, task_types=None):
+        _check_positive("lr", self.lr)
+        _check_positive("gamma", self.gamma, strict=False)
+        if self.update not in ("same_batch", "next_batch"):
+            raise ValueError(f"update must be 'same_batch' or 'next_batch', got {self.update!r}")
+        return _FAMOWeighter(n_tasks, self.lr, self.gamma, self.update)
+
+
+# ------------------------------------------------------------------- GradNorm
+class _GradNormWeighter(nn.Module):
+    custom_step = True
+
+    def __init__(self, n_tasks, alpha):
+        super().__init__()
+        self.name = "gradnorm"
+        self.alpha = float(alpha)
+        self.task_weights = nn.Parameter(torch.ones(n_tasks))
+        self.register_buffer("initial_losses", torch.zeros(n_tasks))
+        self.register_buffer("seen", torch.zeros(n_tasks, dtype=torch.bool))
+
+    def forward(self, losses, present):
+        w = self.task_weights.detach().to(losses.dtype) * present.to(losses.dtype)
+        return (w * losses).sum(), w
+
+    @staticmethod
+    def last_shared_layer(model):
+        params = [p for p in shared_parameters(model, "weighting='gradnorm'") if p.dim() >= 2]
+        if not params:
+            raise ValueError(
+                f"weighting='gradnorm' balances the gradient norms at the last shared layer, "
+                f"but {type(model).__name__}.shared_parameters() has no weight matrix")
+        return params[-1]
+
+    def backward(self, losses, present, model):
+        W = self.last_shared_layer(model)
+        idx = torch.nonzero(present).flatten().tolist()
+        detached = losses.detach()
+        new = present & ~self.seen
+        if new.any():
+            self.initial_losses = torch.where(new, detached.to(self.initial_losses.dtype),
+                                              self.initial_losses)
+            self.seen = self.seen | new
+        norms = torch.stack([
+            torch.autograd.grad(losses[t], W, retain_graph=True)[0].norm() for t in idx])
+        w = self.task_weights
+        G = w[idx] * norms.to(w.dtype)
+        ratio = detached[idx].to(w.dtype) / self.initial_losses[idx].clamp(min=1e-12)
+        r = ratio / ratio.mean()
+        target = (G.mean() * r ** self.alpha).detach()
+        grad_loss = (G - target).abs().sum()
+        w.grad = torch.autograd.grad(grad_loss, w)[0]
+        weights = w.detach().to(losses.dtype) * present.to(losses.dtype)
+        total = (weights * losses).sum()
+        total.backward()
+        return total.detach(), weights
+
+    def after_step(self, net, batch, **fit_params):
+        # Renormalise so the weights sum to T (and stay positive).
+        with torch.no_grad():
+            w = self.task_weights
+            w.clamp_(min=1e-6)
+            w.mul_(w.shape[0] / w.sum())
+
+
+class GradNormWeighting(Weighting):
+    """Gradient normalisation (GradNorm; Chen et al., 2018).
+
+    The task weights ``w_t`` are learned so that the gradient norms of the
+    weighted losses at the last shared layer ``W``,
+    ``G_t = ||grad_W w_t L_t||``, follow the tasks' relative training
+    rates: the weights descend
+    ``L_grad = sum_t |G_t - mean(G) r_t^alpha|``, with
+    ``r_t = (L_t / L_t(0)) / mean_k(L_k / L_k(0))`` and the target held
+    constant, while the network descends ``sum_t w_t L_t``. After each step
+    the weights are renormalised to sum to T. ``W`` is the last weight
+    matrix (a parameter with two or more dimensions) of the
+    architecture's ``shared_parameters()``; ``L_t(0)`` is the task's loss on
+    the first batch it appears in. The weights are parameters of the
+    network, updated by the estimator's optimizer.
+
+    Parameters
+    ----------
+    alpha : float, default=1.5
+        Strength of the pull toward equal training rates (0: equal
+        gradient norms; the paper uses 0.12 to 1.5 depending on the data).
+
+    Examples
+    --------
+    >>> from sktransfer.multitask import GradNormWeighting
+    >>> GradNormWeighting(alpha=0.5).build(2).task_weights
+    Parameter containing:
+    tensor([1., 1.], requires_grad=True)
+    """
+
+    def __init__(self, alpha=1.5):
+        self.alpha = alpha
+
+    def build(self, n_tasks, task_types=None):
+        _check_positive("alpha", self.alpha, strict=False)
+        return _GradNormWeighter(n_tasks, self.alpha)
