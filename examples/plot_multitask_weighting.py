@@ -18,11 +18,10 @@ computed on its labelled entries only.
 :class:`~sktransfer.multitask.MultiTaskClassifier` combines the per-task
 losses with a *weighting* strategy. We let
 :class:`~sklearn.model_selection.GridSearchCV` choose between equal weights,
-fixed weights (:class:`~sktransfer.multitask.StaticWeighting`) and
-homoscedastic uncertainty weighting
-(:class:`~sktransfer.multitask.UncertaintyWeighting`), compare the three on a
-held-out split task by task, and look at how the uncertainty model's task
-weights evolve during training.
+fixed weights (:class:`~sktransfer.multitask.StaticWeighting`), loss-based
+schemes (homoscedastic uncertainty, dynamic weight averaging, GradNorm) and
+gradient-based ones (MGDA-UB, PCGrad), compare them on a held-out split task
+by task, and look at how the task weights evolve during training.
 """
 
 # %%
@@ -73,8 +72,12 @@ model = make_pipeline(
 grid = {
     "multitaskclassifier__weighting": [
         "equal",
-        "uncertainty",
         StaticWeighting([1.0, 0.5, 0.5]),
+        "uncertainty",
+        "dwa",
+        "gradnorm",
+        "mgda_ub",
+        "pcgrad",
     ]
 }
 search = GridSearchCV(model, grid, cv=KFold(3, shuffle=True, random_state=0))
@@ -162,4 +165,26 @@ ax_weight.set_title("Per-task weight (uncertainty weighting)")
 for ax in (ax_loss, ax_weight):
     ax.legend()
     ax.grid(alpha=0.3)
+plt.show()
+
+# %%
+# Task weights of the other adaptive schemes
+# ------------------------------------------
+# DWA weights each task by how slowly its loss fell over the last two epochs;
+# GradNorm learns weights that balance the tasks' gradient norms at the last
+# shared layer; MGDA-UB finds, at every step, the convex combination of the
+# task gradients (with respect to the shared representation) of smallest
+# norm. The recorded weight is the mean over the epoch's batches.
+
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.5), layout="constrained", sharex=True)
+for ax, name in zip(axes, ["dwa", "gradnorm", "mgda_ub"]):
+    history = fitted[name][-1].net_.history
+    w = np.array(history[:, "train_task_weights"])
+    for k, task in enumerate(tasks):
+        ax.plot(np.arange(1, len(w) + 1), w[:, k], label=task)
+    ax.set_title(name)
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
+axes[0].set_ylabel("task weight")
+axes[0].legend()
 plt.show()
