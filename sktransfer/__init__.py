@@ -5,6 +5,7 @@ through a private skorch net. Importing the package never changes
 scikit-learn's global configuration.
 """
 
+from .continual import ContinualClassifier, EWCContinualClassifier, ProgressiveNetworkClassifier
 from .multitask import MultiTaskClassifier, MultiTaskRegressor
 from .transfer import FineTuner, FineTunerRegressor, PretrainedFeatures
 
@@ -12,3 +13,4 @@ __version__ = "0.1.0"
 
 __all__ = ["MultiTaskClassifier", "MultiTaskRegressor", "__version__"]
 __all__ += ["FineTuner", "FineTunerRegressor", "PretrainedFeatures"]
+__all__ += ["ContinualClassifier", "EWCContinualClassifier", "ProgressiveNetworkClassifier"]

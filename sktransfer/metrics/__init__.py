@@ -1,5 +1,14 @@
 """Task-aware scorers and the metrics of multi-task, continual and few-shot learning."""
 
+from ._continual import average_accuracy, backward_transfer, forgetting, forward_transfer
 from ._task_scorer import TaskScorer, get_task_scorer, make_task_scorer
 
-__all__ = ["TaskScorer", "get_task_scorer", "make_task_scorer"]
+__all__ = [
+    "average_accuracy",
+    "backward_transfer",
+    "forgetting",
+    "forward_transfer",
+    "TaskScorer",
+    "get_task_scorer",
+    "make_task_scorer",
+]

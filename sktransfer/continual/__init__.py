@@ -1,0 +1,41 @@
+"""Continual learning: learn tasks one after another without forgetting the old ones.
+
+Estimators: :class:`ContinualClassifier` (any strategy, or several
+combined), :class:`EWCContinualClassifier` (elastic weight consolidation,
+optionally with replay) and :class:`ProgressiveNetworkClassifier` (a new
+column per task). Strategies: :class:`Naive`, :class:`JointTraining`,
+:class:`EWC` (and online EWC), :class:`SynapticIntelligence`, :class:`LwF`,
+:class:`Replay`, :class:`AGEM`. The metrics computed from the accuracy
+matrix are in :mod:`sktransfer.metrics`, the task sequences in
+:mod:`sktransfer.datasets`.
+"""
+
+from ._agem import AGEM
+from ._base import SCENARIOS
+from ._classifier import STRATEGIES, ContinualClassifier
+from ._ewc import EWC, EWCContinualClassifier
+from ._fisher import FISHER_KINDS, fisher_diagonal
+from ._lwf import LwF
+from ._progressive import ProgressiveNetworkClassifier
+from ._replay import Replay, ReservoirBuffer
+from ._si import SynapticIntelligence
+from ._strategies import JointTraining, Naive, Strategy
+
+__all__ = [
+    "AGEM",
+    "EWC",
+    "FISHER_KINDS",
+    "SCENARIOS",
+    "STRATEGIES",
+    "ContinualClassifier",
+    "EWCContinualClassifier",
+    "JointTraining",
+    "LwF",
+    "Naive",
+    "ProgressiveNetworkClassifier",
+    "Replay",
+    "ReservoirBuffer",
+    "Strategy",
+    "SynapticIntelligence",
+    "fisher_diagonal",
+]

@@ -1,0 +1,513 @@
+"""The shared base of the continual-learning estimators.
+
+:class:`BaseContinualClassifier` implements the scikit-learn side
+(``partial_fit`` one task at a time, ``fit`` over a task sequence, predict,
+score, the accuracy matrix); :class:`ContinualNet` is the private skorch net
+whose training step runs the strategies' hooks (see
+:mod:`sktransfer.continual._strategies`); :class:`ContinualModule` is the
+network: a trunk with one head (domain and class scenarios) or one head per
+task (task scenario), with masks that switch off the classes a head must
+not predict.
+"""
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.metrics import accuracy_score
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d
+from skorch import NeuralNet
+from skorch.dataset import unpack_data
+from torch import nn
+
+from ..base import NeuralEstimatorMixin
+from ._strategies import Task
+
+__all__ = ["BaseContinualClassifier", "ContinualModule", "ContinualNet", "SCENARIOS"]
+
+SCENARIOS = ("task", "domain", "class")
+_MASK_VALUE = -1e4
+
+
+def _trunk_width(trunk, example):
+    width = getattr(trunk, "out_features_", None)
+    if width is None:
+        with torch.no_grad():
+            was = trunk.training
+            trunk.eval()
+            width = trunk(example).flatten(1).shape[1]
+            trunk.train(was)
+    return int(width)
+
+
+class ContinualModule(nn.Module):
+    """A trunk with one linear head, or one head per task.
+
+    ``head_mask`` (n_heads, n_classes) marks the classes each head may
+    predict; the others get a logit of -1e4 (probability 0). In the task
+    scenario each head is masked to its task's classes; in the class
+    scenario the single head is masked to the classes seen so far; in the
+    domain scenario nothing is masked.
+    """
+
+    def __init__(self, trunk, width, n_classes, scenario):
+        super().__init__()
+        self.trunk = trunk
+        self.width = width
+        self.n_classes = n_classes
+        self.scenario = scenario
+        self.heads = nn.ModuleList()
+        n_heads = 0
+        if scenario != "task":
+            self.heads.append(nn.Linear(width, n_classes))
+            n_heads = 1
+        self.register_buffer("head_mask", torch.full((n_heads, n_classes), scenario == "domain"))
+
+    @property
+    def n_heads(self):
+        return len(self.heads)
+
+    def add_task(self, task_index, class_mask):
+        """Make room for a task; ``class_mask`` (n_classes,) marks its classes.
+
+        Returns True when new parameters were created (a new head).
+        """
+        mask = torch.as_tensor(class_mask, dtype=torch.bool, device=self.head_mask.device)
+        if self.scenario == "task":
+            if task_index < self.n_heads:
+                self.head_mask[task_index] |= mask
+                return False
+            device = self.head_mask.device
+            self.heads.append(nn.Linear(self.width, self.n_classes).to(device))
+            self.head_mask = torch.cat([self.head_mask, mask[None]])
+            return True
+        if self.scenario == "class":
+            self.head_mask[0] |= mask
+        return False
+
+    def features(self, X):
+        return self.trunk(X).flatten(1)
+
+    def heads_forward(self, feats, task_ids):
+        if self.n_heads == 1:
+            return self.heads[0](feats).masked_fill(~self.head_mask[0], _MASK_VALUE)
+        if task_ids is None:
+            raise ValueError("task_ids are needed by a network with one head per task")
+        first = int(task_ids[0])
+        if bool((task_ids == first).all()):
+            out = self.heads[first](feats)
+        else:
+            out = feats.new_empty(feats.shape[0], self.n_classes)
+            for k in torch.unique(task_ids).tolist():
+                rows = task_ids == k
+                out[rows] = self.heads[k](feats[rows])
+        return out.masked_fill(~self.head_mask[task_ids], _MASK_VALUE)
+
+    def head_logits(self, X, heads):
+        """Logits of each of ``heads`` for every row: (n, len(heads), n_classes)."""
+        feats = self.features(X)
+        return torch.stack([self.heads[k](feats).masked_fill(~self.head_mask[k], _MASK_VALUE)
+                            for k in heads], 1)
+
+    def forward(self, X, task_ids=None):
+        return self.heads_forward(self.features(X), task_ids)
+
+
+class ContinualNet(NeuralNet):
+    """skorch net whose training step runs the continual strategies' hooks.
+
+    ``plugins`` is the list of strategy plugins; ``params`` the trainable
+    parameters (refreshed by :meth:`refresh_params` when the network grows).
+    """
+
+    plugins = ()
+    params = ()
+    param_names = ()
+    step_index = None
+    # pickled with the module (one pickle keeps ``params`` the module's own
+    # tensors) and mapped to the CPU on machines without CUDA
+    cuda_dependent_attributes_ = NeuralNet.cuda_dependent_attributes_ + [
+        "plugins", "params", "_step_params"]
+
+    def refresh_params(self):
+        named = [(n, p) for n, p in self.module_.named_parameters() if p.requires_grad]
+        self.param_names = [n for n, _ in named]
+        self.params = [p for _, p in named]
+        self.step_index = None
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        if training:
+            for plugin in self.plugins:
+                extra = plugin.extra_loss(self, X, y_pred, y_true)
+                if extra is not None:
+                    loss = loss + extra
+        return loss
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        for plugin in self.plugins:
+            Xi, yi = plugin.augment_batch(self, Xi, yi)
+        y_pred = self.infer(Xi, **fit_params)
+        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        loss.backward()
+        if self.plugins:
+            params = self.params
+            if any(p.grad is None for p in params):
+                self.step_index = [i for i, p in enumerate(params) if p.grad is not None]
+                params = [params[i] for i in self.step_index]
+            else:
+                self.step_index = None  # every parameter
+            grads = [p.grad for p in params]
+            with torch.no_grad():
+                for plugin in self.plugins:
+                    plugin.record_gradients(self, params, grads)
+                for plugin in self.plugins:
+                    plugin.add_penalty_gradients(self, params, grads)
+                for plugin in self.plugins:
+                    plugin.project_gradients(self, params, grads)
+            self._step_params = params
+        return {"loss": loss, "y_pred": y_pred}
+
+    def train_step(self, batch, **fit_params):
+        step = super().train_step(batch, **fit_params)
+        if self.plugins:
+            with torch.no_grad():
+                for plugin in self.plugins:
+                    plugin.after_step(self, self._step_params)
+        return step
+
+    def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        if self.plugins:
+            with torch.no_grad():
+                value = sum(float(p.penalty(self)) for p in self.plugins)
+            self.history.record("train_penalty", value)
+        super().on_epoch_end(net, dataset_train=dataset_train, dataset_valid=dataset_valid,
+                             **kwargs)
+
+    def select(self, values, index=None):
+        """Entries of a per-parameter list for this step's parameters."""
+        index = self.step_index if index is None else index
+        return values if index is None else [values[i] for i in index]
+
+
+class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimator):
+    """Behaviour shared by the continual classifiers (not public API).
+
+    Subclasses define ``__init__`` (the hyperparameters), ``_get_strategies()``
+    (the list of :class:`~sktransfer.continual.Strategy` objects) and may
+    override ``_build_module``.
+    """
+
+    __metadata_request__fit = {"task_ids": True}
+    __metadata_request__predict = {"task_ids": True}
+    __metadata_request__predict_proba = {"task_ids": True}
+    __metadata_request__score = {"task_ids": True}
+
+    _scenario_fixed = None
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.non_deterministic = False
+        return tags
+
+    # ----------------------------------------------------------------- hooks
+    def _get_strategies(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _get_scenario(self):
+        scenario = self._scenario_fixed or self.scenario
+        if scenario not in SCENARIOS:
+            raise ValueError(f"scenario must be one of {SCENARIOS}, got {scenario!r}")
+        return scenario
+
+    def _build_module(self, sample_shape, sizes, n_classes, scenario):
+        trunk = self._make_trunk(sample_shape, sizes)
+        example = torch.zeros((2,) + tuple(sample_shape))
+        return ContinualModule(trunk, _trunk_width(trunk, example), n_classes, scenario)
+
+    # ----------------------------------------------------------- validation
+    def _check_y(self, y, n):
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        if y.shape[0] != n:
+            raise ValueError(f"y has {y.shape[0]} labels but X has {n} samples")
+        return y
+
+    def _encode_y(self, y):
+        unknown = np.setdiff1d(y, self.classes_) if hasattr(self, "classes_") else []
+        if len(unknown):
+            raise ValueError(
+                f"y contains labels {unknown.tolist()[:10]} that are not in classes "
+                f"{self.classes_.tolist()[:20]} given on the first call to partial_fit"
+            )
+        return np.searchsorted(self.classes_, y).astype(np.int64)
+
+    @staticmethod
+    def _is_scalar(value):
+        return np.ndim(value) == 0
+
+    def _task_index_of(self, task_id):
+        """Index of a known task id, or None."""
+        for k, known in enumerate(self.tasks_):
+            if known == task_id:
+                return k
+        return None
+
+    # -------------------------------------------------------------- training
+    def partial_fit(self, X, y, classes=None, task_id=None):
+        """Learn one task (experience), then consolidate.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n, C, H, W)
+        y : array-like of shape (n_samples,)
+        classes : array-like or None
+            Every label of the whole sequence. Required on the first call
+            (as in scikit-learn); later calls may pass it again and it must
+            not change.
+        task_id : hashable or None
+            The task these samples belong to. Required in the ``"task"``
+            scenario (it selects the head), except to continue the only task
+            learned so far; otherwise optional: ``None`` starts a new task at
+            every call. A task id seen before continues that task.
+
+        Returns
+        -------
+        self
+
+        Notes
+        -----
+        Everything is validated before the model changes: labels outside
+        ``classes``, a different number of features, or a missing
+        ``task_id`` raise a ``ValueError`` and leave the model as it was.
+        """
+        with self._atomic_fit():
+            self._partial_fit(X, y, classes, task_id)
+        return self
+
+    def _partial_fit(self, X, y, classes, task_id):
+        first = not hasattr(self, "net_")
+        if first:
+            device, sizes = self._check_common_params()
+            scenario = self._get_scenario()
+            strategies = self._get_strategies()
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit "
+                                 "(every label of the task sequence)")
+        X = self._validate_X(X, reset=first)
+        y = self._check_y(y, X.shape[0])
+        if classes is not None:
+            classes = np.unique(column_or_1d(classes))
+            if not first and not np.array_equal(classes, self.classes_):
+                raise ValueError(
+                    f"classes={classes.tolist()[:20]} differs from the classes given on the "
+                    f"first call to partial_fit {self.classes_.tolist()[:20]}"
+                )
+            if first:
+                unknown = np.setdiff1d(y, classes)
+                if len(unknown):
+                    raise ValueError(f"y contains labels {unknown.tolist()[:10]} that are not "
+                                     f"in classes {classes.tolist()[:20]}")
+        if not first:
+            y_enc = self._encode_y(y)
+            scenario = self.scenario_
+        if task_id is not None and not self._is_scalar(task_id):
+            raise ValueError(f"task_id must be one task identifier (a scalar), got "
+                             f"{type(task_id).__name__}; use fit(X, y, task_ids=...) for "
+                             "a sequence of tasks")
+        if isinstance(task_id, np.generic):
+            task_id = task_id.item()
+        if scenario == "task" and task_id is None:
+            if first or len(self.tasks_) != 1:
+                raise ValueError("task_id is required in the 'task' scenario: each task has "
+                                 "its own head, chosen by task_id")
+            task_id = self.tasks_[0]  # one task known: continue it
+        # ---- validation done: from here on the model changes
+        if first:
+            self.classes_ = classes
+            y_enc = self._encode_y(y)
+            self.scenario_ = scenario
+            self.input_shape_ = tuple(X.shape[1:])
+            self.tasks_ = []
+            self._seed = self._draw_seed()
+            self.n_experiences_ = 0
+            with self._torch_context(self._seed, device):
+                module = self._build_module(X.shape[1:], sizes, len(classes), scenario)
+                plugins = [s.build(scenario) for s in strategies]
+                net = ContinualNet(module, criterion=nn.CrossEntropyLoss,
+                                   **self._net_kwargs(device))
+                net.plugins = plugins
+            self.net_ = net
+            self.task_classes_ = []
+        if task_id is None:
+            task_id = len(self.tasks_)
+            while self._task_index_of(task_id) is not None:
+                task_id += 1
+        k = self._task_index_of(task_id)
+        if k is None:
+            k = len(self.tasks_)
+            self.tasks_ = self.tasks_ + [task_id]
+            self.task_classes_ = self.task_classes_ + [np.unique(y)]
+        else:
+            self.task_classes_ = list(self.task_classes_)
+            self.task_classes_[k] = np.union1d(self.task_classes_[k], y)
+        self._learn_task(X, y_enc, k)
+        self.n_tasks_ = len(self.tasks_)
+
+    def _inputs(self, X, t):
+        return {"X": X, "task_ids": t}
+
+    def _learn_task(self, X, y_enc, k):
+        net = self.net_
+        device = str(net.device)
+        seed = (self._seed + 7919 * (self.n_experiences_ + 1)) % np.iinfo(np.int32).max
+        with self._torch_context(seed, device):
+            class_mask = np.zeros(len(self.classes_), dtype=bool)
+            class_mask[np.unique(y_enc)] = True
+            (net.module_ if net.initialized_ else net.module).add_task(k, class_mask)
+            if not net.initialized_:
+                net.initialize()  # after the first task's head exists: it has parameters
+            net.refresh_params()
+            Xt = torch.as_tensor(X) if X.flags.writeable else torch.tensor(X)
+            yt = torch.as_tensor(y_enc)
+            tt = torch.full((X.shape[0],), k, dtype=torch.long)
+            task = Task(k, Xt, yt, tt)
+            for plugin in net.plugins:
+                Xt, yt, tt = plugin.training_data(Xt, yt, tt)
+            for plugin in net.plugins:
+                plugin.before_task(net, task)
+            net.initialize_optimizer()
+            net.partial_fit(self._inputs(Xt, tt), yt)
+            for plugin in net.plugins:
+                plugin.after_task(net, task)
+        self.n_experiences_ += 1
+
+    def fit(self, X, y, task_ids=None, eval_tasks=None):
+        """Reset, then learn the tasks one after another.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n, C, H, W)
+        y : array-like of shape (n_samples,)
+        task_ids : array-like of shape (n_samples,) or None
+            The task of each row. Tasks are learned in the order in which
+            they first appear. ``None`` makes one task of all rows.
+        eval_tasks : list of (X_j, y_j) or None
+            One test set per task, in the order the tasks are learned. After
+            learning task ``i`` the accuracy on every test set ``j`` is
+            stored in ``accuracy_matrix_[i, j]`` (the matrix ``R`` of the
+            continual-learning literature; see
+            :func:`sktransfer.metrics.average_accuracy`). In the ``"task"``
+            scenario a task not learned yet has no head, and its entries
+            (``j > i``) are NaN.
+
+        Returns
+        -------
+        self
+        """
+        with self._atomic_fit():
+            self._fit(X, y, task_ids, eval_tasks)
+        return self
+
+    def _fit(self, X, y, task_ids, eval_tasks):
+        X = self._validate_X(X, reset=True)
+        y = self._check_y(y, X.shape[0])
+        if task_ids is None:
+            task_ids = np.zeros(X.shape[0], dtype=np.int64)
+        task_ids = column_or_1d(task_ids)
+        if task_ids.shape[0] != X.shape[0]:
+            raise ValueError(f"task_ids has {task_ids.shape[0]} entries but X has "
+                             f"{X.shape[0]} samples")
+        _, first_pos = np.unique(task_ids, return_index=True)
+        order = task_ids[np.sort(first_pos)]
+        if eval_tasks is not None:
+            eval_tasks = list(eval_tasks)
+            if len(eval_tasks) != len(order):
+                raise ValueError(f"eval_tasks has {len(eval_tasks)} test sets but there are "
+                                 f"{len(order)} tasks; pass one (X, y) pair per task")
+            for j, pair in enumerate(eval_tasks):
+                if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                    raise ValueError(f"eval_tasks[{j}] must be an (X, y) pair")
+        for key in [k for k in vars(self) if k.endswith("_") or k == "_seed"]:
+            delattr(self, key)
+        classes = np.unique(y)
+        R = np.full((len(order), len(order)), np.nan) if eval_tasks is not None else None
+        for i, tid in enumerate(order):
+            rows = task_ids == tid
+            self._partial_fit(X[rows], y[rows], classes if i == 0 else None, tid)
+            if R is not None:
+                for j, (Xj, yj) in enumerate(eval_tasks):
+                    if self.scenario_ == "task" and j > i:
+                        continue  # no head for a task not learned yet: NaN
+                    R[i, j] = self.score(Xj, yj, task_ids=order[j])
+        if R is not None:
+            self.accuracy_matrix_ = R
+
+    # ------------------------------------------------------------- predict
+    def _task_index(self, n, task_ids):
+        if self.scenario_ != "task":
+            return torch.zeros(n, dtype=torch.long)
+        if task_ids is None:
+            if self.n_tasks_ == 1:
+                return torch.zeros(n, dtype=torch.long)
+            raise ValueError(
+                f"task_ids is required in the 'task' scenario: the model has one head per "
+                f"task for tasks {self.tasks_[:10]}; pass task_ids=... (one id, or one per row)"
+            )
+        if self._is_scalar(task_ids):
+            task_ids = np.full(n, task_ids)
+        task_ids = column_or_1d(task_ids)
+        if task_ids.shape[0] != n:
+            raise ValueError(f"task_ids has {task_ids.shape[0]} entries but X has {n} samples")
+        out = np.empty(n, dtype=np.int64)
+        for value in np.unique(task_ids):
+            k = self._task_index_of(value)
+            if k is None:
+                raise ValueError(f"unknown task id {value!r}; the model knows tasks "
+                                 f"{self.tasks_[:10]}")
+            out[task_ids == value] = k
+        return torch.as_tensor(out)
+
+    def _forward(self, X, task_ids):
+        check_is_fitted(self, "net_")
+        X = self._validate_X(X, reset=False)
+        t = self._task_index(X.shape[0], task_ids)
+        Xt = torch.as_tensor(X) if X.flags.writeable else torch.tensor(X)
+        with self._torch_context(device=str(self.net_.device)):
+            logits = self.net_.forward(self._inputs(Xt, t), training=False)
+        return torch.softmax(logits.float(), dim=-1).numpy()
+
+    def predict_proba(self, X, task_ids=None):
+        """Class probabilities over ``classes_``.
+
+        Classes a head may not predict (another task's classes in the task
+        scenario, classes not seen yet in the class scenario) get 0.
+
+        Parameters
+        ----------
+        X : array-like
+        task_ids : scalar, array-like of shape (n_samples,) or None
+            The task of the rows; needed in the ``"task"`` scenario once more
+            than one task is learned, ignored in the others.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        return self._forward(X, task_ids)
+
+    def predict(self, X, task_ids=None):
+        """Predicted labels (see :meth:`predict_proba` for ``task_ids``)."""
+        proba = self._forward(X, task_ids)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def score(self, X, y, task_ids=None, sample_weight=None):
+        """Accuracy (see :meth:`predict_proba` for ``task_ids``)."""
+        return accuracy_score(y, self.predict(X, task_ids=task_ids), sample_weight=sample_weight)

@@ -1,0 +1,142 @@
+"""Experience replay with a reservoir memory (Chaudhry et al., 2019).
+
+A :class:`ReservoirBuffer` of ``memory_size`` samples holds a uniform random
+sample of every sample seen so far (reservoir sampling, Vitter's algorithm
+R), whatever the number of tasks. While a task is learned, every mini-batch
+is concatenated with as many samples drawn from the memory, so the loss is
+the mean cross-entropy over current and remembered samples together.
+"""
+
+import numpy as np
+import torch
+
+from ._strategies import Plugin, Strategy, _check_int
+
+__all__ = ["ReservoirBuffer", "Replay"]
+
+
+class ReservoirBuffer:
+    """A fixed-size uniform sample of a stream (reservoir sampling).
+
+    Parameters
+    ----------
+    capacity : int
+        Number of samples kept.
+
+    Attributes
+    ----------
+    n_seen : int
+        Samples offered so far.
+    size : int
+        Samples held (``min(n_seen, capacity)``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sktransfer.continual import ReservoirBuffer
+    >>> buf = ReservoirBuffer(5)
+    >>> buf.add(torch.randn(20, 3), torch.arange(20), torch.zeros(20, dtype=torch.long))
+    >>> buf.size, buf.n_seen
+    (5, 20)
+    """
+
+    def __init__(self, capacity):
+        self.capacity = int(capacity)
+        self.n_seen = 0
+        self.size = 0
+        self.X = self.y = self.t = None
+
+    def add(self, X, y, t):
+        """Offer samples in order; each is kept with probability capacity / n_seen.
+
+        Draws use the global torch generator (seeded by the estimators).
+        """
+        m = X.shape[0]
+        if m == 0 or self.capacity == 0:
+            return
+        if self.X is None:
+            self.X = X.new_empty((self.capacity,) + tuple(X.shape[1:]))
+            self.y = y.new_empty((self.capacity,))
+            self.t = t.new_empty((self.capacity,))
+        free = min(self.capacity - self.size, m)
+        if free:
+            sl = slice(self.size, self.size + free)
+            self.X[sl], self.y[sl], self.t[sl] = X[:free], y[:free], t[:free]
+            self.size += free
+        if free < m:
+            # sample i (0-based position n in the stream) replaces slot j ~ U{0..n}
+            # when j < capacity; later samples win ties, as in the sequential algorithm.
+            pos = torch.arange(self.n_seen + free, self.n_seen + m, dtype=torch.float64)
+            slots = torch.floor(torch.rand(m - free, dtype=torch.float64) * (pos + 1)).long()
+            keep = torch.nonzero(slots < self.capacity).squeeze(1).numpy()
+            if keep.size:
+                slots_kept = slots.numpy()[keep]
+                rev_slots, rev_first = np.unique(slots_kept[::-1], return_index=True)
+                src = torch.as_tensor(free + keep[::-1][rev_first])
+                dst = torch.as_tensor(rev_slots)
+                self.X[dst], self.y[dst], self.t[dst] = X[src], y[src], t[src]
+        self.n_seen += m
+
+    def sample(self, n):
+        """``n`` samples drawn uniformly with replacement: (X, y, t)."""
+        idx = torch.randint(self.size, (int(n),))
+        return self.X[idx], self.y[idx], self.t[idx]
+
+
+def _concat(X, y, Xm, ym, tm):
+    Xc = {"X": torch.cat([X["X"], Xm.to(X["X"].device)]),
+          "task_ids": torch.cat([X["task_ids"], tm.to(X["task_ids"].device)])}
+    return Xc, torch.cat([y, ym.to(y.device)])
+
+
+class _ReplayPlugin(Plugin):
+    def __init__(self, memory_size, replay_batch_size):
+        self.buffer = ReservoirBuffer(memory_size)
+        self.replay_batch_size = replay_batch_size
+
+    def augment_batch(self, net, X, y):
+        if not self.buffer.size:
+            return X, y
+        n = self.replay_batch_size or len(y)
+        Xm, ym, tm = self.buffer.sample(n)
+        return _concat(X, y, Xm, ym, tm)
+
+    def after_task(self, net, task):
+        self.buffer.add(task.X, task.y, task.t)
+
+
+class Replay(Strategy):
+    """Experience replay from a reservoir memory of ``memory_size`` samples.
+
+    Every mini-batch of the current task is concatenated with
+    ``replay_batch_size`` samples drawn from the memory (the same number as
+    the batch when ``None``), and the loss is the mean over both. After each
+    task its samples are offered to the reservoir, which keeps a uniform
+    sample of everything seen. In the task scenario remembered samples keep
+    their task and are answered by their own head.
+
+    Parameters
+    ----------
+    memory_size : int, default=1000
+        Samples kept in memory in total.
+    replay_batch_size : int or None, default=None
+        Memory samples added to each mini-batch.
+
+    Examples
+    --------
+    >>> from sktransfer.continual import ContinualClassifier, EWC, Replay
+    >>> ContinualClassifier(strategy=[EWC(), Replay(memory_size=500)])
+    ContinualClassifier(strategy=[EWC(), Replay(memory_size=500)])
+    """
+
+    def __init__(self, memory_size=1000, replay_batch_size=None):
+        self.memory_size = memory_size
+        self.replay_batch_size = replay_batch_size
+
+    def _check_params(self):
+        _check_int("memory_size", self.memory_size, 1)
+        if self.replay_batch_size is not None:
+            _check_int("replay_batch_size", self.replay_batch_size, 1)
+
+    def _build(self, scenario):
+        return _ReplayPlugin(self.memory_size, self.replay_batch_size)

@@ -1,0 +1,171 @@
+"""Continual-learning strategies: configuration objects and their training hooks.
+
+A strategy is a small scikit-learn-style object (``get_params`` /
+``set_params``) that holds configuration only, so ``GridSearchCV`` can search
+``strategy`` and its parameters (``strategy__ewc_lambda``). When an estimator
+starts learning, :meth:`Strategy.build` returns a fresh *plugin* that holds
+the strategy's state (Fisher information, replay buffer, old model, ...) and
+implements some of the hooks below. Several plugins can act together (EWC
+plus replay): the estimator calls each hook on every plugin in order.
+
+Hooks, in the order they run:
+
+``training_data(X, y, t)``
+    Before a task: the data the network trains on (joint training returns
+    every task seen so far).
+``before_task(net, task)``
+    Before training on a task (LwF keeps a frozen copy of the network).
+``augment_batch(net, X, y)``
+    Every step: extra rows for the mini-batch (replay adds memory samples).
+``extra_loss(net, X, y_pred, y)``
+    Every step: a term added to the loss (LwF's distillation), or None.
+``record_gradients(net, params, grads)``
+    Every step, after the backward pass of the data loss: the unregularised
+    gradients (SI's path integral).
+``add_penalty_gradients(net, params, grads)``
+    Every step: add the gradient of a quadratic penalty to ``grads`` in place
+    (EWC, SI). Penalties are added to the gradient directly, with
+    ``torch._foreach_*`` operations, instead of through autograd.
+``project_gradients(net, params, grads)``
+    Every step: change the gradient in place (A-GEM's projection).
+``after_step(net, params)``
+    Every step, after the optimiser step (SI).
+``after_task(net, task)``
+    After training on a task: consolidate (EWC's Fisher, SI's importance,
+    filling the replay memory).
+``penalty(net)``
+    The current value of the strategy's penalty (for ``history``), or 0.
+
+``params`` and ``grads`` are the lists of the trainable parameters that
+received a gradient this step, with ``index`` (the positions of these
+parameters in ``net.params``) available as ``net.step_index``.
+"""
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+
+__all__ = ["Strategy", "Naive", "JointTraining"]
+
+
+class Task:
+    """One task (experience) as tensors: inputs, encoded labels, task indices."""
+
+    def __init__(self, index, X, y, t):
+        self.index = index
+        self.X = X
+        self.y = y
+        self.t = t
+
+    def __len__(self):
+        return self.X.shape[0]
+
+
+class Plugin:
+    """The stateful side of a strategy; every hook is a no-op by default."""
+
+    def training_data(self, X, y, t):
+        return X, y, t
+
+    def before_task(self, net, task):
+        pass
+
+    def augment_batch(self, net, X, y):
+        return X, y
+
+    def extra_loss(self, net, X, y_pred, y):
+        return None
+
+    def record_gradients(self, net, params, grads):
+        pass
+
+    def add_penalty_gradients(self, net, params, grads):
+        pass
+
+    def project_gradients(self, net, params, grads):
+        pass
+
+    def after_step(self, net, params):
+        pass
+
+    def after_task(self, net, task):
+        pass
+
+    def penalty(self, net):
+        return 0.0
+
+
+class Strategy(BaseEstimator):
+    """Base class of continual-learning strategies.
+
+    Subclasses implement :meth:`build`, which checks the parameters and
+    returns a fresh :class:`Plugin` holding the strategy's state.
+    """
+
+    def build(self, scenario):
+        """A fresh plugin for learning in ``scenario``."""
+        self._check_params()
+        return self._build(scenario)
+
+    def _check_params(self):
+        pass
+
+    def _build(self, scenario):  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} does not implement _build()")
+
+
+def _check_positive(name, value, allow_zero=True):
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not ok or not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+
+
+def _check_int(name, value, minimum):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+class Naive(Strategy):
+    """Plain fine-tuning on each task in turn: the lower bound.
+
+    Nothing protects old tasks; in the class-incremental scenario the network
+    forgets everything but the last task (accuracy near ``1 / n_tasks``).
+
+    Examples
+    --------
+    >>> from sktransfer.continual import ContinualClassifier, Naive
+    >>> ContinualClassifier(strategy=Naive())
+    ContinualClassifier(strategy=Naive())
+    """
+
+    def _build(self, scenario):
+        return Plugin()
+
+
+class _JointPlugin(Plugin):
+    def __init__(self):
+        self.data = []
+
+    def training_data(self, X, y, t):
+        self.data.append((X, y, t))
+        return tuple(torch.cat(parts) for parts in zip(*self.data))
+
+
+class JointTraining(Strategy):
+    """Train on the union of every task seen so far: the upper bound.
+
+    At each new task the network continues training on all the data of the
+    tasks learned so far together with the new one, so nothing is forgotten
+    for lack of data. It keeps every sample, which a continual learner is
+    meant not to do: it is a reference, not a method.
+
+    Examples
+    --------
+    >>> from sktransfer.continual import ContinualClassifier, JointTraining
+    >>> ContinualClassifier(strategy=JointTraining())
+    ContinualClassifier(strategy=JointTraining())
+    """
+
+    def _build(self, scenario):
+        return _JointPlugin()
