@@ -47,7 +47,7 @@ def multimnist(args):
     X, y = load_mnist("test", return_X_y=True)
     X_tr, Y_tr = make_multi_mnist(X[:8000], y[:8000], n_samples=args.n_train, random_state=0)
     X_te, Y_te = make_multi_mnist(X[8000:], y[8000:], n_samples=args.n_test, random_state=1)
-    base = dict(module=lenet(), max_epochs=args.epochs, lr=1e-3, batch_size=256)
+    base = dict(module=lenet(), max_epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
     methods = {
         "single-task": dict(architecture="independent"),
         "equal": dict(weighting="equal"),
@@ -73,7 +73,8 @@ def multimnist(args):
         accs = np.array(accs)
         rows.append((name, accs.mean(0), accs.std(0), np.mean(secs)))
     print(f"\nMultiMNIST: {args.n_train} training / {args.n_test} test pairs, LeNet, "
-          f"{args.epochs} epochs, Adam 1e-3, batch 256, {args.seeds} seeds (mean +- std)")
+          f"{args.epochs} epochs, Adam {args.lr:g}, batch {args.batch_size}, {args.seeds} seeds "
+          "(mean +- std)")
     print(f"{'method':<24}{'left %':>16}{'right %':>16}{'fit s':>8}{'published (full MNIST)':>26}")
     for name, mean, std, sec in rows:
         pub = PUBLISHED.get(name)
@@ -141,6 +142,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--epochs-nt", type=int, default=30)
     parser.add_argument("--n-train", type=int, default=10000)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--n-test", type=int, default=2000)
     parser.add_argument("--n-tasks", type=int, default=20)
     args = parser.parse_args()
