@@ -24,11 +24,14 @@ with ``min(torch.get_num_threads(), max(1, n_cpus // 2))`` where ``n_cpus``
 is the number of cores this process may use; the previous setting is
 restored afterwards. Under joblib workers ``torch.get_num_threads()`` is
 already limited by ``OMP_NUM_THREADS``, so searches with ``n_jobs`` do not
-oversubscribe either.
+oversubscribe either. The thread count is global to the process, so it is
+only changed from the main thread: fits running in other threads (a threaded
+joblib backend, a Dask worker with several threads) leave it as it is.
 """
 
 import contextlib
 import os
+import threading
 
 import numpy as np
 import torch
@@ -74,6 +77,11 @@ def torch_threads(n=None):
         (:func:`default_num_threads`).
     """
     old = torch.get_num_threads()
+    if threading.current_thread() is not threading.main_thread():
+        # Setting a process-wide count from a worker thread would race with
+        # the other threads' fits; leave it alone.
+        yield
+        return
     n = default_num_threads() if n is None else int(n)
     if n != old:
         torch.set_num_threads(n)

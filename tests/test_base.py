@@ -122,3 +122,20 @@ def test_model_marked_cuda_loads_on_cpu():
         restored = pickle.loads(blob)
     assert str(restored.net_.device) == "cpu"
     np.testing.assert_allclose(restored.predict_proba(X), expected)
+
+
+def test_thread_count_left_alone_in_worker_threads():
+    import threading
+
+    seen = []
+
+    def work():
+        before = torch.get_num_threads()
+        with torch_threads(1):
+            seen.append(torch.get_num_threads() == before)
+
+    with torch_threads(2):
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+    assert seen == [True]
