@@ -74,14 +74,14 @@ html_show_sourcelink = False
 html_title = f"sktransfer {release}"
 
 
-# -- skip the metadata-routing methods scikit-learn generates -----------------
-# ``set_{fit,predict,...}_request`` and ``get_metadata_routing`` come from
-# scikit-learn, and their docstrings link to labels of scikit-learn's own
-# documentation. The user guide explains metadata routing instead.
+# -- skip the methods scikit-learn generates or documents itself ---------------
+# ``set_{fit,predict,...}_request``, ``get_metadata_routing`` and
+# ``set_output`` come from scikit-learn, and their docstrings link to labels of
+# scikit-learn's own documentation. The user guide explains them instead.
 def _skip_sklearn_routing_methods(app, what, name, obj, skip, options):
     is_request_setter = name.startswith("set_") and name.endswith("_request")
     is_inherited_router = (
-        name == "get_metadata_routing"
+        name in ("get_metadata_routing", "set_output")
         and getattr(obj, "__module__", "").startswith("sklearn.")
     )
     if is_request_setter or is_inherited_router:

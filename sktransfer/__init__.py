@@ -6,11 +6,24 @@ scikit-learn's global configuration.
 """
 
 from .continual import ContinualClassifier, EWCContinualClassifier, ProgressiveNetworkClassifier
+from .meta import (
+    BaselineFewShotClassifier,
+    BlackBoxMetaClassifier,
+    MAMLClassifier,
+    MAMLRegressor,
+    MatchingClassifier,
+    PrototypicalClassifier,
+    RelationClassifier,
+    ReptileClassifier,
+)
 from .multitask import MultiTaskClassifier, MultiTaskRegressor
 from .transfer import FineTuner, FineTunerRegressor, PretrainedFeatures
 
 __version__ = "0.1.0"
 
 __all__ = ["MultiTaskClassifier", "MultiTaskRegressor", "__version__"]
-__all__ += ["FineTuner", "FineTunerRegressor", "PretrainedFeatures"]
 __all__ += ["ContinualClassifier", "EWCContinualClassifier", "ProgressiveNetworkClassifier"]
+__all__ += ["FineTuner", "FineTunerRegressor", "PretrainedFeatures"]
+__all__ += ["BaselineFewShotClassifier", "BlackBoxMetaClassifier", "MAMLClassifier"]
+__all__ += ["MAMLRegressor", "MatchingClassifier", "PrototypicalClassifier"]
+__all__ += ["RelationClassifier", "ReptileClassifier"]

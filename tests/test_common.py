@@ -8,6 +8,16 @@ from sktransfer.continual import (
     EWCContinualClassifier,
     ProgressiveNetworkClassifier,
 )
+from sktransfer.meta import (
+    BaselineFewShotClassifier,
+    BlackBoxMetaClassifier,
+    MAMLClassifier,
+    MAMLRegressor,
+    MatchingClassifier,
+    PrototypicalClassifier,
+    RelationClassifier,
+    ReptileClassifier,
+)
 from sktransfer.transfer import FineTuner, FineTunerRegressor, PretrainedFeatures
 
 
@@ -27,6 +37,22 @@ ESTIMATORS = [
                         random_state=0),
     MultiTaskRegressor(hidden_layer_sizes=(16,), max_epochs=40, lr=0.02, batch_size=32,
                        random_state=0),
+    MAMLClassifier(hidden_layer_sizes=(16,), max_epochs=3, episodes_per_epoch=20,
+                   inner_lr=0.5, inner_steps_test=5, lr=0.01, random_state=0),
+    PrototypicalClassifier(hidden_layer_sizes=(16,), max_epochs=2, episodes_per_epoch=20,
+                           lr=0.01, random_state=0),
+    MatchingClassifier(hidden_layer_sizes=(16,), max_epochs=2, episodes_per_epoch=20,
+                       lr=0.01, random_state=0),
+    RelationClassifier(hidden_layer_sizes=(16,), max_epochs=3, episodes_per_epoch=20,
+                       lr=0.01, random_state=0),
+    BlackBoxMetaClassifier(d_model=16, n_layers=1, hidden_layer_sizes=(16,), max_epochs=2,
+                           episodes_per_epoch=20, lr=0.01, random_state=0),
+    BaselineFewShotClassifier(hidden_layer_sizes=(16,), max_epochs=20, lr=0.02,
+                              adapt_steps=20, random_state=0),
+    ReptileClassifier(hidden_layer_sizes=(16,), max_epochs=3, episodes_per_epoch=20,
+                      inner_lr=0.3, random_state=0),
+    MAMLRegressor(hidden_layer_sizes=(16,), max_epochs=10, episodes_per_epoch=40,
+                  batch_size=8, lr=0.01, inner_steps_test=5, random_state=0),
     EWCContinualClassifier(hidden_layer_sizes=(16,), max_epochs=40, lr=0.02, batch_size=32,
                            random_state=0),
     ContinualClassifier(strategy="replay", hidden_layer_sizes=(16,), max_epochs=40, lr=0.02,

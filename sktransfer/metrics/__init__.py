@@ -1,6 +1,7 @@
 """Task-aware scorers and the metrics of multi-task, continual and few-shot learning."""
 
 from ._continual import average_accuracy, backward_transfer, forgetting, forward_transfer
+from ._few_shot import FewShotScorer, few_shot_score, make_few_shot_scorer
 from ._task_scorer import TaskScorer, get_task_scorer, make_task_scorer
 
 __all__ = [
@@ -8,6 +9,9 @@ __all__ = [
     "backward_transfer",
     "forgetting",
     "forward_transfer",
+    "FewShotScorer",
+    "few_shot_score",
+    "make_few_shot_scorer",
     "TaskScorer",
     "get_task_scorer",
     "make_task_scorer",

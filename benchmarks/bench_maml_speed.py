@@ -1,0 +1,233 @@
+"""Seconds per MAML meta-iteration: vmap vs per-task loop vs a learn2learn-style loop.
+
+Configuration (the issue's): 5-way 1-shot, meta-batch 16, Conv4 (64 channels)
+on 28x28 images, 1 inner step, second- and first-order MAML, 1 and 15 query
+examples per class, one CPU thread. Every configuration runs in its own
+subprocess so that its peak memory (maximum resident set size above the
+process's size after setup) is measured alone. Images are random: the cost
+of a step does not depend on the pixel values.
+
+Paths:
+
+* ``vmap``: ``MAMLModule`` with ``task_batching="vmap"`` (what
+  ``MAMLClassifier`` runs);
+* ``loop``: ``MAMLModule`` with ``task_batching="loop"`` and PyTorch's fused
+  ``BatchNorm2d`` (which ``MAMLClassifier`` swaps in for the loop path);
+* ``auto``: the path ``choose_task_batching`` picks for the configuration
+  (it is one of the two above; its time is that path's);
+* ``l2l-style``: the clone-per-task loop of learn2learn's ``MAML`` wrapper,
+  written here (``clone_module`` + ``update_module``: every task clones the
+  model's parameters into a module copy and replaces them with the adapted
+  ones), with ``torch.nn.BatchNorm2d``;
+* ``learn2learn``: the library itself, when it is installed;
+* ``compiled`` (with ``--compile``, first order only): ``compile_step=True``,
+  the per-task first-order step compiled with ``torch.compile`` (the
+  compilation, in the first warm-up iteration, is not in the time).
+
+Run ``python benchmarks/bench_maml_speed.py`` (``--quick`` for 2 timed
+iterations instead of 8, ``--device cuda`` on a GPU machine).
+"""
+
+import argparse
+import copy
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+ITERS_FULL, ITERS_QUICK = 8, 2
+
+
+def _rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def clone_module(module):
+    """learn2learn's clone_module: a copy whose parameters are differentiable clones."""
+    clone = copy.copy(module)
+    clone.__dict__ = module.__dict__.copy()
+    clone._parameters = {k: (p.clone() if p is not None else None)
+                         for k, p in module._parameters.items()}
+    clone._buffers = {k: (b.clone() if b is not None else None)
+                      for k, b in module._buffers.items()}
+    clone._modules = {k: clone_module(m) for k, m in module._modules.items()}
+    return clone
+
+
+def update_module(module, updates):
+    """learn2learn's update_module: replace every parameter with ``p + update``."""
+    params = list(module.parameters())
+    for p, u in zip(params, updates):
+        p.update = u
+    _apply(module)
+    return module
+
+
+def _apply(module):
+    for k, p in module._parameters.items():
+        if p is not None and getattr(p, "update", None) is not None:
+            module._parameters[k] = p + p.update
+    for m in module._modules.values():
+        _apply(m)
+
+
+def build(n_query, device, torch_bn=False):
+    import torch
+    from torch import nn
+
+    from sktransfer.meta._learner import Learner
+    from sktransfer.modules import Conv4
+
+    torch.manual_seed(0)
+    trunk = Conv4(in_channels=1, image_size=28, track_running_stats=False)
+    if torch_bn:
+        for i, layer in enumerate(trunk.features):
+            if type(layer).__name__ == "BatchNorm2d":
+                trunk.features[i] = nn.BatchNorm2d(layer.num_features,
+                                                   track_running_stats=False)
+    learner = Learner(trunk, trunk.out_features_, 5).to(device)
+    gen = torch.Generator().manual_seed(1)
+    B, N, K = 16, 5, 1
+    Xs = torch.rand(B, N * K, 1, 28, 28, generator=gen).to(device)
+    Xq = torch.rand(B, N * n_query, 1, 28, 28, generator=gen).to(device)
+    ys = torch.arange(N).repeat_interleave(K).expand(B, -1).contiguous().to(device)
+    yq = torch.arange(N).repeat_interleave(n_query).expand(B, -1).contiguous().to(device)
+    return learner, (Xs, ys, Xq, yq)
+
+
+def worker(path, first_order, n_query, device, iters):
+    import torch
+    import torch.nn.functional as F
+
+    from sktransfer.meta._maml_module import MAMLModule
+
+    torch.set_num_threads(1)
+    # the loop path runs PyTorch's fused batch norm, as MAMLClassifier does
+    learner, tasks = build(n_query, device, torch_bn=path != "vmap")
+    if path in ("vmap", "loop", "compiled"):
+        model = MAMLModule(learner, inner_lr=0.4, inner_steps=1, inner_steps_test=1,
+                           first_order=first_order, learn_inner_lr=False, adapt_layers="all",
+                           task_batching="vmap" if path == "vmap" else "loop",
+                           compile_step=path == "compiled").to(device)
+
+        def step():
+            model.meta_step(tasks, backward=True)
+    elif path == "l2l-style":
+        model = learner
+
+        def step():
+            n = tasks[0].shape[0]
+            for t in range(n):
+                Xs, ys, Xq, yq = (a[t] for a in tasks)
+                clone = clone_module(model)
+                loss = F.cross_entropy(clone(Xs), ys)
+                grads = torch.autograd.grad(loss, list(clone.parameters()),
+                                            create_graph=not first_order)
+                clone = update_module(clone, [-0.4 * g for g in grads])
+                (F.cross_entropy(clone(Xq), yq) / n).backward()
+    else:  # learn2learn itself
+        import learn2learn as l2l
+
+        model = l2l.algorithms.MAML(learner, lr=0.4, first_order=first_order)
+
+        def step():
+            n = tasks[0].shape[0]
+            for t in range(n):
+                Xs, ys, Xq, yq = (a[t] for a in tasks)
+                clone = model.clone()
+                clone.adapt(F.cross_entropy(clone(Xs), ys))
+                (F.cross_entropy(clone(Xq), yq) / n).backward()
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+
+    def iteration():
+        opt.zero_grad()
+        step()
+        opt.step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    base_rss = _rss_mb()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    iteration()  # warm-up (and compilation)
+    first = time.perf_counter() - start
+    iteration()
+    start = time.perf_counter()
+    for _ in range(iters):
+        iteration()
+    seconds = (time.perf_counter() - start) / iters
+    if device.startswith("cuda"):
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = _peak_mb() - base_rss
+    return {"seconds": seconds, "peak_mb": peak, "first_s": first}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time compile_step=True (first order; compiles for ~1 min)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    iters = ITERS_QUICK if args.quick else ITERS_FULL
+    if args.worker:
+        path, order, n_query = args.worker.split(",")
+        out = worker(path, order == "first", int(n_query), args.device, iters)
+        print(json.dumps(out))
+        return
+
+    from sktransfer.meta import choose_task_batching
+
+    env = dict(os.environ, SKTRANSFER_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    paths = ["vmap", "loop", "l2l-style"]
+    try:
+        import learn2learn  # noqa: F401
+
+        paths.append("learn2learn")
+    except ImportError:
+        print("learn2learn is not installed: comparing with the learn2learn-style loop only")
+    n_params = 113_221
+    rows = []
+    print(f"device={args.device}, threads=1, timed iterations={iters}, "
+          "5-way 1-shot, meta-batch 16, Conv4-64 on 28x28, 1 inner step")
+    header = (f"{'order':<7}{'query':>6}  {'path':<12}{'s/iter':>9}{'peak MB':>10}"
+              f"{'vs l2l-style':>14}")
+    print(header)
+    print("-" * len(header))
+    for order in ("second", "first"):
+        for n_query in (1, 15):
+            results = {}
+            for path in paths + (["compiled"] if args.compile and order == "first" else []):
+                cmd = [sys.executable, __file__, "--worker", f"{path},{order},{n_query}",
+                       "--device", args.device] + (["--quick"] if args.quick else [])
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                if proc.returncode != 0:
+                    print(f"{path} failed: {proc.stderr[-400:]}")
+                    continue
+                results[path] = json.loads(proc.stdout.strip().splitlines()[-1])
+            choice, reason = choose_task_batching(args.device, 5 * (1 + n_query), n_params,
+                                                  batch_norm=True)
+            results["auto"] = dict(results[choice], choice=choice)
+            ref = results["l2l-style"]["seconds"]
+            for path in ["auto"] + [p for p in paths + ["compiled"] if p in results]:
+                r = results[path]
+                name = f"auto={choice}" if path == "auto" else path
+                print(f"{order:<7}{n_query:>6}  {name:<12}{r['seconds']:>9.3f}"
+                      f"{r['peak_mb']:>10.0f}{ref / r['seconds']:>13.2f}x")
+                rows.append(dict(order=order, n_query=n_query, path=name, **r))
+            print(f"{'':15}auto: {reason}")
+    print("\n'vs l2l-style' > 1 means faster than the learn2learn-style clone-per-task loop.")
+
+
+if __name__ == "__main__":
+    main()

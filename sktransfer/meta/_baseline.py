@@ -1,0 +1,223 @@
+"""BaselineFewShotClassifier: Baseline and Baseline++ (Chen et al., 2019)."""
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator, ClassifierMixin
+from skorch import NeuralNet
+from torch import nn
+
+from ..base import NeuralEstimatorMixin
+from ._base import PREDICT_CHUNK, FewShotClassifierMixin, check_number, state_to
+from ._episodes import _check_positive_int
+from ._learner import trunk_width
+
+__all__ = ["BaselineFewShotClassifier"]
+
+_HEADS = ("linear", "cosine")
+
+
+def head_logits(kind, state, feats):
+    """Logits of a linear or cosine head given as a dict of tensors."""
+    if kind == "linear":
+        return F.linear(feats, state["weight"], state["bias"])
+    return state["scale"] * F.normalize(feats, dim=1) @ F.normalize(state["weight"], dim=1).T
+
+
+class BaselineModule(nn.Module):
+    """A trunk and a (linear or cosine) head over all base classes."""
+
+    def __init__(self, trunk, width, n_classes, head):
+        super().__init__()
+        self.trunk = trunk
+        self.kind = head
+        self.weight = nn.Parameter(torch.empty(n_classes, width))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if head == "linear":
+            self.bias = nn.Parameter(torch.zeros(n_classes))
+        else:
+            self.register_parameter("bias", None)
+            self.scale = nn.Parameter(torch.tensor(10.0))
+
+    def embed(self, X):
+        out = self.trunk(X)
+        return out.reshape(out.shape[0], -1)
+
+    def head_state(self):
+        state = {"weight": self.weight.detach().clone()}
+        if self.kind == "linear":
+            state["bias"] = self.bias.detach().clone()
+        else:
+            state["scale"] = self.scale.detach().clone()
+        return state
+
+    def forward(self, X):
+        return head_logits(self.kind, {"weight": self.weight, "bias": self.bias,
+                                       "scale": getattr(self, "scale", None)}, self.embed(X))
+
+    def adapt_state(self, Xs, ys, n_classes, steps=100, lr=0.01):
+        """Train a new head on the frozen embeddings of the support set (full batch, Adam)."""
+        with torch.no_grad():
+            feats = torch.cat([self.embed(Xs[i:i + PREDICT_CHUNK])
+                               for i in range(0, Xs.shape[0], PREDICT_CHUNK)])
+        width = feats.shape[1]
+        weight = torch.empty(n_classes, width, dtype=feats.dtype, device=feats.device)
+        nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+        state = {"weight": weight.requires_grad_(True)}
+        if self.kind == "linear":
+            state["bias"] = torch.zeros(n_classes, dtype=feats.dtype, device=feats.device,
+                                        requires_grad=True)
+        else:
+            state["scale"] = self.scale.detach().clone().requires_grad_(True)
+        opt = torch.optim.Adam(list(state.values()), lr=lr)
+        with torch.enable_grad():
+            for _ in range(steps):
+                opt.zero_grad()
+                F.cross_entropy(head_logits(self.kind, state, feats), ys).backward()
+                opt.step()
+        return {k: v.detach() for k, v in state.items()}
+
+    def predict_logits(self, state, X):
+        return head_logits(self.kind, state, self.embed(X))
+
+
+class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, ClassifierMixin,
+                                BaseEstimator):
+    """Baseline (linear head) and Baseline++ (cosine head) for few-shot classification.
+
+    Chen et al. (2019, "A closer look at few-shot classification") showed
+    that ordinary training is a strong few-shot learner: ``fit`` trains the
+    trunk and a head over *all* classes of ``y`` with mini-batches (no
+    episodes); :meth:`adapt` freezes the trunk and trains a new head on the
+    support set's embeddings (``adapt_steps`` full-batch Adam steps at
+    ``adapt_lr``). ``head="cosine"`` is Baseline++: logits are scaled
+    cosine similarities between the embedding and each class's weight vector,
+    which reduces intra-class variation. After ``fit``, ``predict`` uses the
+    trained head over the classes of ``fit``.
+
+    Parameters
+    ----------
+    head : {"linear", "cosine"}, default="linear"
+    adapt_steps : int, default=100
+        Steps of training the new head in :meth:`adapt`.
+    adapt_lr : float, default=0.01
+        Learning rate of the new head.
+    module : None, nn.Module class, factory or instance, default=None
+        The trunk: an MLP with ``hidden_layer_sizes`` for 2-D X,
+        :class:`~sktransfer.modules.Conv4` for images.
+    hidden_layer_sizes : tuple of int, default=(64,)
+    optimizer : torch optimizer class, default=torch.optim.Adam
+    lr : float, default=1e-3
+    max_epochs : int, default=10
+    batch_size : int, default=64
+    callbacks, train_split, device, random_state, verbose, net_params
+        See :class:`~sktransfer.base.NeuralEstimatorMixin`.
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNet
+        ``net_.module_.trunk`` is the embedding network.
+    classes_ : ndarray
+        Classes of ``fit``, or of the support set after :meth:`adapt`.
+    adapted_state_ : dict of str to Tensor
+        The head ``predict`` uses.
+    n_features_in_ : int
+    input_shape_ : tuple
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sktransfer.meta import BaselineFewShotClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> X = X / 16
+    >>> base = BaselineFewShotClassifier(head="cosine", max_epochs=5, random_state=0)
+    >>> base = base.fit(X[y < 5], y[y < 5])
+    >>> new = base.adapt(X[y >= 5][:50], y[y >= 5][:50])
+    >>> new.score(X[y >= 5][50:], y[y >= 5][50:]) > 0.6
+    True
+    """
+
+    def __init__(
+        self,
+        head="linear",
+        adapt_steps=100,
+        adapt_lr=0.01,
+        module=None,
+        hidden_layer_sizes=(64,),
+        optimizer=torch.optim.Adam,
+        lr=1e-3,
+        max_epochs=10,
+        batch_size=64,
+        callbacks=None,
+        train_split=None,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+        net_params=None,
+    ):
+        self.head = head
+        self.adapt_steps = adapt_steps
+        self.adapt_lr = adapt_lr
+        self.module = module
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.optimizer = optimizer
+        self.lr = lr
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.callbacks = callbacks
+        self.train_split = train_split
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.net_params = net_params
+
+    def _check_params(self):
+        if self.head not in _HEADS:
+            raise ValueError(f"head must be one of {_HEADS}, got {self.head!r}")
+        _check_positive_int(self.adapt_steps, "adapt_steps", 0)
+        check_number(self.adapt_lr, "adapt_lr", low=0)
+
+    def _adapt_options(self):
+        self._check_params()
+        return {"steps": int(self.adapt_steps), "lr": float(self.adapt_lr)}
+
+    def fit(self, X, y, groups=None):
+        """Train the trunk and a head over all classes of ``y`` (ordinary training).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+        y : array-like of shape (n_samples,)
+        groups : ignored
+            Accepted for the same signature as the episodic estimators.
+
+        Returns
+        -------
+        self
+        """
+        with self._atomic_fit():
+            self._fit_supervised(X, y)
+        return self
+
+    def _fit_supervised(self, X, y):
+        device, sizes = self._check_common_params()
+        self._check_params()
+        X = self._validate_X(X, reset=True)
+        y = self._validate_y(y, X.shape[0])
+        classes, y_enc = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(f"{type(self).__name__} needs at least 2 classes; y has "
+                             f"{len(classes)} class")
+        seed = self._draw_seed()
+        with self._torch_context(seed, device):
+            trunk = self._make_trunk(X.shape[1:], sizes)
+            module = BaselineModule(trunk, trunk_width(trunk, X.shape[1:]), len(classes),
+                                    self.head)
+            net = NeuralNet(module, criterion=nn.CrossEntropyLoss, **self._net_kwargs(device))
+            net.fit(torch.tensor(X), torch.as_tensor(y_enc))
+        self.net_ = net
+        self.classes_ = classes
+        self.input_shape_ = tuple(X.shape[1:])
+        self.adapted_state_ = state_to(net.module_.head_state(), "cpu")

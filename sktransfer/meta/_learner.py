@@ -1,0 +1,80 @@
+"""The network that gradient-based meta-learners adapt: a trunk and a linear head."""
+
+import torch
+from torch import nn
+
+__all__ = ["Learner", "build_trunk", "trunk_width"]
+
+
+class Learner(nn.Module):
+    """``head(trunk(X))``: an embedding network followed by a linear layer.
+
+    Parameter names start with ``trunk.`` and ``head.``, which is how
+    ``adapt_layers="head"`` (ANIL) selects the head.
+    """
+
+    def __init__(self, trunk, in_features, out_features):
+        super().__init__()
+        self.trunk = trunk
+        self.head = nn.Linear(in_features, out_features)
+
+    def forward(self, X):
+        return self.head(self.trunk(X).flatten(1))
+
+
+def trunk_width(trunk, sample_shape):
+    """Width of the trunk's (flattened) output, from ``out_features_`` or a dry run."""
+    width = getattr(trunk, "out_features_", None)
+    if width is not None:
+        return int(width)
+    was_training = trunk.training
+    trunk.eval()
+    try:
+        with torch.no_grad():
+            param = next(trunk.parameters(), None)
+            kwargs = {} if param is None else {"dtype": param.dtype, "device": param.device}
+            out = trunk(torch.zeros((2, *sample_shape), **kwargs))
+    finally:
+        trunk.train(was_training)
+    return int(out.reshape(out.shape[0], -1).shape[1])
+
+
+def build_trunk(estimator, sample_shape, hidden_layer_sizes):
+    """The estimator's trunk; images get a Conv4 whose batch norm keeps no running
+    statistics (batch statistics at train and test time, as in MAML's reference code),
+    which also makes it usable under :func:`torch.func.vmap`."""
+    from ..modules import Conv4
+
+    if estimator.module is None and len(sample_shape) == 3:
+        return Conv4(in_channels=sample_shape[0], image_size=tuple(sample_shape[1:]),
+                     track_running_stats=False)
+    return estimator._make_trunk(sample_shape, hidden_layer_sizes)
+
+
+def has_batch_norm(module):
+    from ..modules import BatchNorm2d
+
+    return any(isinstance(m, (BatchNorm2d, nn.modules.batchnorm._BatchNorm))
+               for m in module.modules())
+
+
+def use_fused_batch_norm(module):
+    """Replace every :class:`sktransfer.modules.BatchNorm2d` by :class:`torch.nn.BatchNorm2d`
+    with the same settings and weights (in place).
+
+    The same function, computed by PyTorch's fused kernel: exact with
+    second-order gradients outside :func:`torch.func.vmap` and about twice as
+    fast on a CPU, so the per-task loop path uses it.
+    """
+    from ..modules import BatchNorm2d
+
+    for name, child in module.named_children():
+        if isinstance(child, BatchNorm2d):
+            fused = nn.BatchNorm2d(child.num_features, eps=child.eps, momentum=child.momentum,
+                                   affine=child.weight is not None,
+                                   track_running_stats=child.track_running_stats)
+            fused.load_state_dict(child.state_dict())
+            setattr(module, name, fused)
+        else:
+            use_fused_batch_norm(child)
+    return module

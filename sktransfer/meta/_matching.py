@@ -1,0 +1,115 @@
+"""MatchingClassifier: matching networks (Vinyals et al., 2016)."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._metric import MetricFewShotClassifier, MetricModule
+
+__all__ = ["MatchingClassifier"]
+
+
+class MatchingModule(MetricModule):
+    """Attention over the support set: softmax of scaled cosine similarities,
+    summed per class; the logits are the log of those class probabilities."""
+
+    def __init__(self, trunk):
+        super().__init__(trunk)
+        self.log_scale = nn.Parameter(torch.tensor(2.3))  # scale 10 on cosines
+
+    def logits(self, fs, ys, fq, n_classes):
+        sim = F.normalize(fq, dim=1) @ F.normalize(fs, dim=1).T * self.log_scale.exp()
+        attention = torch.softmax(sim, dim=1)
+        probs = attention @ F.one_hot(ys, n_classes).to(attention.dtype)
+        return torch.log(probs.clamp_min(1e-12))
+
+
+class MatchingClassifier(MetricFewShotClassifier):
+    """Matching networks: classify a query by attention over the labelled support set.
+
+    A query's class distribution is ``sum_i a(q, x_i) onehot(y_i)`` over the
+    support examples, where the attention ``a`` is the softmax of scaled
+    cosine similarities between embeddings (Vinyals et al., 2016; the scale
+    is learned, and the optional full-context embeddings of the paper are not
+    used). ``fit`` meta-trains the embedding on N-way K-shot episodes;
+    :meth:`adapt` embeds a support set of any number of classes; after
+    ``fit``, ``predict`` attends over up to 20 training rows per class (at
+    most about 1000 rows in all).
+
+    Parameters
+    ----------
+    n_way : int or None, default=None
+    k_shot : int, default=1
+    n_query : int or None, default=None
+    episodes_per_epoch : int, default=100
+    module : None, nn.Module class, factory or instance, default=None
+        The embedding network (MLP for 2-D X, Conv4 for images).
+    hidden_layer_sizes : tuple of int, default=(64,)
+    optimizer : torch optimizer class, default=torch.optim.Adam
+    lr : float, default=1e-3
+    max_epochs : int, default=10
+    batch_size : int, default=1
+        Episodes per optimiser step.
+    callbacks, train_split, device, random_state, verbose, net_params
+        See :class:`~sktransfer.base.NeuralEstimatorMixin`.
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNet
+    classes_ : ndarray
+    n_way_, n_query_ : int
+    adapted_state_ : dict
+        The embedded support set ``predict`` attends over.
+    n_features_in_ : int
+    input_shape_ : tuple
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sktransfer.meta import MatchingClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> X = X / 16
+    >>> match = MatchingClassifier(max_epochs=3, random_state=0).fit(X[y < 5], y[y < 5])
+    >>> new = match.adapt(X[y >= 5][:50], y[y >= 5][:50])
+    >>> new.score(X[y >= 5][50:], y[y >= 5][50:]) > 0.4
+    True
+    """
+
+    def __init__(
+        self,
+        n_way=None,
+        k_shot=1,
+        n_query=None,
+        episodes_per_epoch=100,
+        module=None,
+        hidden_layer_sizes=(64,),
+        optimizer=torch.optim.Adam,
+        lr=1e-3,
+        max_epochs=10,
+        batch_size=1,
+        callbacks=None,
+        train_split=None,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+        net_params=None,
+    ):
+        self.n_way = n_way
+        self.k_shot = k_shot
+        self.n_query = n_query
+        self.episodes_per_epoch = episodes_per_epoch
+        self.module = module
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.optimizer = optimizer
+        self.lr = lr
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.callbacks = callbacks
+        self.train_split = train_split
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.net_params = net_params
+
+    def _metric_module(self, trunk, sample_shape):
+        return MatchingModule(trunk)

@@ -1,0 +1,120 @@
+"""PrototypicalClassifier: prototypical networks (Snell, Swersky & Zemel, 2017)."""
+
+import torch
+
+from ._metric import MetricFewShotClassifier, MetricModule, class_means
+
+__all__ = ["PrototypicalClassifier"]
+
+
+class ProtoModule(MetricModule):
+    """Logits are negative squared Euclidean distances to the class means."""
+
+    def logits(self, fs, ys, fq, n_classes):
+        protos = class_means(fs, ys, n_classes)
+        return -torch.cdist(fq, protos).pow(2)
+
+    def adapt_state(self, Xs, ys, n_classes, **options):
+        state = super().adapt_state(Xs, ys, n_classes, **options)
+        state["prototypes"] = class_means(state.pop("support"), ys, n_classes)
+        return state
+
+    def predict_logits(self, state, X):
+        return -torch.cdist(self.embed(X), state["prototypes"]).pow(2)
+
+
+class PrototypicalClassifier(MetricFewShotClassifier):
+    """Prototypical networks: classify by the distance to each class's mean embedding.
+
+    ``fit`` meta-trains the embedding network on N-way K-shot episodes: the
+    prototype of a class is the mean embedding of its support examples, and
+    a query's logits are its negative squared Euclidean distances to the
+    prototypes (Snell, Swersky & Zemel, 2017). :meth:`adapt` embeds a
+    support set of any number of classes (no gradient step); after ``fit``,
+    ``predict`` uses prototypes of the classes of ``fit`` from up to 20
+    training rows per class (at most about 1000 rows in all).
+
+    Parameters
+    ----------
+    n_way : int or None, default=None
+        Classes per training episode; ``None`` uses ``min(5, n)`` where ``n``
+        counts the classes with more than ``k_shot`` examples (training with
+        more ways than testing helps, as in the paper's 60-way training).
+    k_shot : int, default=1
+    n_query : int or None, default=None
+        Query examples per class; ``None`` uses up to 5.
+    episodes_per_epoch : int, default=100
+    module : None, nn.Module class, factory or instance, default=None
+        The embedding network: an MLP with ``hidden_layer_sizes`` for 2-D X,
+        :class:`~sktransfer.modules.Conv4` for images.
+    hidden_layer_sizes : tuple of int, default=(64,)
+    optimizer : torch optimizer class, default=torch.optim.Adam
+    lr : float, default=1e-3
+    max_epochs : int, default=10
+    batch_size : int, default=1
+        Episodes per optimiser step.
+    callbacks, train_split, device, random_state, verbose, net_params
+        See :class:`~sktransfer.base.NeuralEstimatorMixin`.
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNet
+        ``net_.module_.trunk`` is the embedding network; ``net_.history`` has
+        ``train_loss`` and ``train_acc`` (query accuracy).
+    classes_ : ndarray
+    n_way_, n_query_ : int
+    adapted_state_ : dict
+        The prototypes ``predict`` uses.
+    n_features_in_ : int
+    input_shape_ : tuple
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sktransfer.meta import PrototypicalClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> X = X / 16
+    >>> proto = PrototypicalClassifier(max_epochs=3, random_state=0).fit(X[y < 5], y[y < 5])
+    >>> new = proto.adapt(X[y >= 5][:50], y[y >= 5][:50])      # 5 new classes
+    >>> new.score(X[y >= 5][50:], y[y >= 5][50:]) > 0.6
+    True
+    """
+
+    def __init__(
+        self,
+        n_way=None,
+        k_shot=1,
+        n_query=None,
+        episodes_per_epoch=100,
+        module=None,
+        hidden_layer_sizes=(64,),
+        optimizer=torch.optim.Adam,
+        lr=1e-3,
+        max_epochs=10,
+        batch_size=1,
+        callbacks=None,
+        train_split=None,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+        net_params=None,
+    ):
+        self.n_way = n_way
+        self.k_shot = k_shot
+        self.n_query = n_query
+        self.episodes_per_epoch = episodes_per_epoch
+        self.module = module
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.optimizer = optimizer
+        self.lr = lr
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.callbacks = callbacks
+        self.train_split = train_split
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.net_params = net_params
+
+    def _metric_module(self, trunk, sample_shape):
+        return ProtoModule(trunk)

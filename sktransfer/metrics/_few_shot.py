@@ -1,0 +1,156 @@
+"""Few-shot evaluation the way papers report it: accuracy over many episodes, with a 95% CI."""
+
+import numpy as np
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+__all__ = ["FewShotScorer", "few_shot_score", "make_few_shot_scorer"]
+
+
+def few_shot_score(estimator, X, y, n_way=5, k_shot=1, n_query=15, n_episodes=100,
+                   random_state=None, groups=None, return_accuracies=False):
+    """Mean accuracy and 95% confidence interval over N-way K-shot episodes.
+
+    Every episode draws ``n_way`` classes of ``y`` (within one group when
+    ``groups`` is given), ``k_shot`` support and ``n_query`` query examples
+    of each; the estimator is adapted to the support set with
+    ``estimator.adapt(X_support, y_support)`` (the fitted estimator itself is
+    never changed) and scored on the query set. Evaluate on classes that were
+    not seen in ``fit``.
+
+    Parameters
+    ----------
+    estimator : fitted estimator with ``adapt``
+    X : array-like of shape (n_samples, ...)
+    y : array-like of shape (n_samples,)
+    n_way, k_shot, n_query : int, default=5, 1, 15
+    n_episodes : int, default=100
+    random_state : int, RandomState or None, default=None
+        Fixes the episodes (and any randomness of ``adapt``).
+    groups : array-like or None, default=None
+        Draw each episode's classes from one group (e.g. one alphabet).
+    return_accuracies : bool, default=False
+        Also return the accuracy of every episode.
+
+    Returns
+    -------
+    mean : float
+        Mean query accuracy over the episodes.
+    ci95 : float
+        Half-width of the 95% confidence interval of the mean,
+        ``1.96 * std / sqrt(n_episodes)``.
+    accuracies : ndarray of shape (n_episodes,)
+        Only with ``return_accuracies=True``.
+
+    Raises
+    ------
+    ValueError
+        If ``n_way`` exceeds the number of classes, or fewer than ``n_way``
+        classes have ``k_shot + n_query`` examples.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_digits
+    >>> from sktransfer.meta import PrototypicalClassifier
+    >>> from sktransfer.metrics import few_shot_score
+    >>> X, y = load_digits(return_X_y=True)
+    >>> proto = PrototypicalClassifier(max_epochs=2, random_state=0).fit(X[y < 5] / 16,
+    ...                                                                  y[y < 5])
+    >>> mean, ci = few_shot_score(proto, X[y >= 5] / 16, y[y >= 5], n_way=5, k_shot=1,
+    ...                           n_query=5, n_episodes=20, random_state=0)
+    >>> 0.2 < mean <= 1 and ci > 0
+    True
+    """
+    from ..meta._episodes import EpisodeSampler, _check_positive_int
+
+    if not hasattr(estimator, "adapt"):
+        raise TypeError(f"{type(estimator).__name__} has no adapt method; few_shot_score "
+                        "needs a few-shot estimator such as sktransfer.meta.MAMLClassifier")
+    check_is_fitted(estimator)
+    n_episodes = _check_positive_int(n_episodes, "n_episodes", 1)
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D, got shape {y.shape}")
+    if hasattr(X, "iloc"):
+        X = X.to_numpy()
+    X = np.asarray(X)
+    if X.shape[0] != y.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
+    n_classes = len(np.unique(y))
+    if isinstance(n_way, (int, np.integer)) and not isinstance(n_way, bool) and \
+            n_way > n_classes:
+        raise ValueError(f"n_way={n_way} is larger than the number of classes in y "
+                         f"({n_classes})")
+    rng = check_random_state(random_state)
+    sampler = EpisodeSampler(y, n_way, k_shot, n_query, groups=groups, random_state=rng)
+    accs = np.empty(n_episodes)
+    for i in range(n_episodes):
+        ep = sampler.sample()
+        labels = ep.classes
+        adapted = _adapt(estimator, X[ep.support_index], labels[ep.support_labels], rng)
+        pred = adapted.predict(X[ep.query_index])
+        accs[i] = np.mean(pred == labels[ep.query_labels])
+    mean = float(accs.mean())
+    ci95 = float(1.96 * accs.std(ddof=1) / np.sqrt(n_episodes)) if n_episodes > 1 else 0.0
+    if return_accuracies:
+        return mean, ci95, accs
+    return mean, ci95
+
+
+def _adapt(estimator, Xs, ys, rng):
+    """Adapt with a seed drawn from ``rng``, so episodes are reproducible as a whole."""
+    if hasattr(estimator, "random_state"):
+        import copy
+
+        estimator = copy.copy(estimator)
+        estimator.random_state = int(rng.randint(np.iinfo(np.int32).max))
+    return estimator.adapt(Xs, ys)
+
+
+class FewShotScorer:
+    """A scorer ``scorer(estimator, X, y)`` returning :func:`few_shot_score`'s mean accuracy.
+
+    Build it with :func:`make_few_shot_scorer`. Use it as ``scoring=`` of
+    ``GridSearchCV`` / ``cross_validate`` with a class-disjoint splitter
+    (:class:`sktransfer.model_selection.ClassDisjointSplit`), so that every
+    test fold holds classes the model did not see in ``fit``.
+    """
+
+    def __init__(self, n_way=5, k_shot=1, n_query=15, n_episodes=100, random_state=0):
+        self.n_way = n_way
+        self.k_shot = k_shot
+        self.n_query = n_query
+        self.n_episodes = n_episodes
+        self.random_state = random_state
+
+    def __repr__(self):
+        return (f"FewShotScorer(n_way={self.n_way}, k_shot={self.k_shot}, "
+                f"n_query={self.n_query}, n_episodes={self.n_episodes})")
+
+    def __call__(self, estimator, X, y, **kwargs):
+        if kwargs:
+            raise TypeError(f"{self!r} got unexpected arguments {sorted(kwargs)}")
+        return few_shot_score(estimator, X, y, n_way=self.n_way, k_shot=self.k_shot,
+                              n_query=self.n_query, n_episodes=self.n_episodes,
+                              random_state=self.random_state)[0]
+
+
+def make_few_shot_scorer(n_way=5, k_shot=1, n_query=15, n_episodes=100, random_state=0):
+    """A scorer for model selection with few-shot episodes (see :func:`few_shot_score`).
+
+    ``random_state`` defaults to 0 so that every candidate of a search is
+    scored on the same episodes.
+
+    Returns
+    -------
+    FewShotScorer
+
+    Examples
+    --------
+    >>> from sktransfer.metrics import make_few_shot_scorer
+    >>> make_few_shot_scorer(n_way=5, k_shot=1)
+    FewShotScorer(n_way=5, k_shot=1, n_query=15, n_episodes=100)
+    """
+    return FewShotScorer(n_way=n_way, k_shot=k_shot, n_query=n_query,
+                         n_episodes=n_episodes, random_state=random_state)
