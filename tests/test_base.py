@@ -139,3 +139,27 @@ def test_thread_count_left_alone_in_worker_threads():
         thread.start()
         thread.join()
     assert seen == [True]
+
+
+def test_lean_notify_calls_only_callbacks_that_implement_batch_hooks():
+    from sklearn.datasets import load_digits
+    from skorch.callbacks import Callback
+
+    from sktransfer import MultiTaskClassifier
+
+    class CountBatches(Callback):
+        def initialize(self):
+            self.n = 0
+            return self
+
+        def on_batch_end(self, net, **kwargs):
+            self.n += 1
+
+    counter = CountBatches()
+    X, y = load_digits(n_class=3, return_X_y=True)
+    clf = MultiTaskClassifier(hidden_layer_sizes=(8,), max_epochs=2, batch_size=100,
+                              callbacks=[counter], random_state=0).fit(X, y)
+    counted = [cb for _, cb in clf.net_.callbacks_ if isinstance(cb, CountBatches)]
+    assert counted[0].n == 2 * int(np.ceil(len(X) / 100))
+    assert "_hook_cache" not in clf.net_.__getstate__()
+    pickle.loads(pickle.dumps(clf)).predict(X[:3])
