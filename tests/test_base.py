@@ -6,6 +6,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from skorch.callbacks import Callback
 from skorch.dataset import Dataset
 
 from sktransfer.base import (
@@ -141,19 +142,19 @@ def test_thread_count_left_alone_in_worker_threads():
     assert seen == [True]
 
 
+class CountBatches(Callback):
+    def initialize(self):
+        self.n = 0
+        return self
+
+    def on_batch_end(self, net, **kwargs):
+        self.n += 1
+
+
 def test_lean_notify_calls_only_callbacks_that_implement_batch_hooks():
     from sklearn.datasets import load_digits
-    from skorch.callbacks import Callback
 
     from sktransfer import MultiTaskClassifier
-
-    class CountBatches(Callback):
-        def initialize(self):
-            self.n = 0
-            return self
-
-        def on_batch_end(self, net, **kwargs):
-            self.n += 1
 
     counter = CountBatches()
     X, y = load_digits(n_class=3, return_X_y=True)
