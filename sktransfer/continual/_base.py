@@ -10,6 +10,8 @@ task (task scenario), with masks that switch off the classes a head must
 not predict.
 """
 
+from abc import ABCMeta, abstractmethod
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -192,7 +194,8 @@ class ContinualNet(NeuralNet):
         return values if index is None else [values[i] for i in index]
 
 
-class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimator):
+class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimator,
+                              metaclass=ABCMeta):
     """Behaviour shared by the continual classifiers (not public API).
 
     Subclasses define ``__init__`` (the hyperparameters), ``_get_strategies()``
@@ -214,8 +217,9 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
         return tags
 
     # ----------------------------------------------------------------- hooks
-    def _get_strategies(self):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _get_strategies(self):
+        """The strategy objects this estimator trains with."""
 
     def _get_scenario(self):
         scenario = self._scenario_fixed or self.scenario

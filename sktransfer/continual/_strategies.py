@@ -41,6 +41,8 @@ received a gradient this step, with ``index`` (the positions of these
 parameters in ``net.params``) available as ``net.step_index``.
 """
 
+from abc import ABCMeta, abstractmethod
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
@@ -95,7 +97,7 @@ class Plugin:
         return 0.0
 
 
-class Strategy(BaseEstimator):
+class Strategy(BaseEstimator, metaclass=ABCMeta):
     """Base class of continual-learning strategies.
 
     Subclasses implement :meth:`build`, which checks the parameters and
@@ -110,8 +112,9 @@ class Strategy(BaseEstimator):
     def _check_params(self):
         pass
 
-    def _build(self, scenario):  # pragma: no cover - abstract
-        raise NotImplementedError(f"{type(self).__name__} does not implement _build()")
+    @abstractmethod
+    def _build(self, scenario):
+        """The plugin that implements this strategy in ``scenario``."""
 
 
 def _check_positive(name, value, allow_zero=True):

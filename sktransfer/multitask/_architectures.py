@@ -16,6 +16,8 @@ columns a task does not use. A network may define ``shared_parameters()``
 (used by gradient-based weightings) and ``penalty()`` (added to the loss).
 """
 
+from abc import ABCMeta, abstractmethod
+
 import torch
 from sklearn.base import BaseEstimator
 from torch import nn
@@ -77,7 +79,7 @@ def _distinct_copies(make_trunk, n):
     return out
 
 
-class Architecture(BaseEstimator):
+class Architecture(BaseEstimator, metaclass=ABCMeta):
     """Base class of multi-task architectures (configuration only).
 
     Subclasses implement ``build(make_trunk, X_example, n_tasks, n_outputs)``,
@@ -86,8 +88,9 @@ class Architecture(BaseEstimator):
     the original input).
     """
 
-    def build(self, make_trunk, X_example, n_tasks, n_outputs):  # pragma: no cover
-        raise NotImplementedError(f"{type(self).__name__} does not implement build()")
+    @abstractmethod
+    def build(self, make_trunk, X_example, n_tasks, n_outputs):
+        """A fresh network with the ``forward(X, task_ids=None)`` contract."""
 
 
 class HardParameterSharing(Architecture):

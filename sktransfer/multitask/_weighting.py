@@ -15,6 +15,7 @@ tasks that have at least one label in the batch, and returns
 """
 
 import numbers
+from abc import ABCMeta, abstractmethod
 
 import numpy as np
 import torch
@@ -31,15 +32,16 @@ __all__ = [
 ]
 
 
-class Weighting(BaseEstimator):
+class Weighting(BaseEstimator, metaclass=ABCMeta):
     """Base class of task-weighting strategies.
 
     Subclasses implement :meth:`build`, which returns a fresh weighter
     ``nn.Module`` for ``n_tasks`` tasks.
     """
 
-    def build(self, n_tasks, task_types=None):  # pragma: no cover - abstract
-        raise NotImplementedError(f"{type(self).__name__} does not implement build()")
+    @abstractmethod
+    def build(self, n_tasks, task_types=None):
+        """A fresh weighter module for ``n_tasks`` tasks of the given types."""
 
 
 class _StaticWeighter(nn.Module):
