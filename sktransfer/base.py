@@ -357,13 +357,9 @@ class NeuralEstimatorMixin:
         if isinstance(module, nn.Module):
             return copy.deepcopy(module)
         if callable(module):
-            out = module()
-            if not isinstance(out, nn.Module):
-                raise TypeError(
-                    f"module must be an nn.Module, an nn.Module class or a factory returning one; "
-                    f"calling {module!r} returned {type(out).__name__}"
-                )
-            return out
+            return call_module_factory(
+                module, "module must be an nn.Module, an nn.Module class or a factory "
+                "returning one")
         raise TypeError(
             f"module must be None, an nn.Module instance, class or factory; got {type(module)}"
         )
@@ -436,6 +432,19 @@ class NeuralEstimatorMixin:
                 f"the weights in {path!s} do not match this estimator's network: {exc}"
             ) from exc
         return self
+
+
+def call_module_factory(factory, what):
+    """Call ``factory()`` and check it returned an ``nn.Module``.
+
+    ``what`` starts the ``TypeError`` raised otherwise (it says what was expected).
+    """
+    from torch import nn
+
+    out = factory()
+    if not isinstance(out, nn.Module):
+        raise TypeError(f"{what}; calling {factory!r} returned {type(out).__name__}")
+    return out
 
 
 def load_state_dict(path, map_location="cpu"):

@@ -164,3 +164,15 @@ def test_lean_notify_calls_only_callbacks_that_implement_batch_hooks():
     assert counted[0].n == 2 * int(np.ceil(len(X) / 100))
     assert "_hook_cache" not in clf.net_.__getstate__()
     pickle.loads(pickle.dumps(clf)).predict(X[:3])
+
+
+def test_module_factory_must_return_a_module():
+    from sklearn.datasets import load_digits
+
+    from sktransfer import FineTuner, MultiTaskClassifier
+
+    X, y = load_digits(n_class=3, return_X_y=True)
+    with pytest.raises(TypeError, match="module must be an nn.Module.*returned int"):
+        MultiTaskClassifier(module=lambda: 3, max_epochs=1).fit(X, y)
+    with pytest.raises(TypeError, match="pretrained factory must.*returned str"):
+        FineTuner(lambda: "net", max_epochs=1).fit(X, y)

@@ -21,7 +21,7 @@ import os
 
 from torch import nn
 
-from ..base import load_state_dict
+from ..base import call_module_factory, load_state_dict
 
 __all__ = ["resolve_pretrained"]
 
@@ -71,13 +71,7 @@ def _module_of_estimator(est):
 
 
 def _call_factory(factory):
-    out = factory()
-    if not isinstance(out, nn.Module):
-        raise TypeError(
-            f"the pretrained factory {factory!r} must return an nn.Module, "
-            f"returned {type(out).__name__}"
-        )
-    return out
+    return call_module_factory(factory, "the pretrained factory must return an nn.Module")
 
 
 def resolve_pretrained(pretrained):
