@@ -38,9 +38,11 @@ import torch
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-__all__ = ["LeanNotifyMixin", "NeuralEstimatorMixin", "torch_threads", "resolve_device"]
+__all__ = ["AutocastMixin", "LeanNotifyMixin", "NeuralEstimatorMixin", "torch_threads",
+           "resolve_device"]
 
 _DEVICES = ("cpu", "cuda", "auto")
+_PRECISIONS = ("fp32", "bf16")
 
 
 def _n_cpus():
@@ -232,6 +234,44 @@ class LeanNotifyMixin:
         return state
 
 
+def _to_float32(out):
+    if isinstance(out, torch.Tensor):
+        return out.float() if out.dtype in (torch.bfloat16, torch.float16) else out
+    if isinstance(out, (tuple, list)):
+        return type(out)(_to_float32(o) for o in out)
+    return out
+
+
+class AutocastMixin:
+    """skorch net mixin: forward passes under bfloat16 autocast for ``precision="bf16"``.
+
+    With ``precision="bf16"`` every forward pass of the net (training,
+    validation and prediction, through :meth:`infer`) runs in
+    :func:`torch.autocast` with ``dtype=torch.bfloat16`` on the net's device
+    type, and the outputs are cast back to float32 so that losses, task
+    weightings and probabilities are computed in float32. Parameters,
+    gradients and optimizer state stay float32 (mixed precision). bfloat16
+    has float32's exponent range, so no loss scaling is needed, unlike
+    float16. ``precision="fp32"`` (the default) changes nothing.
+    """
+
+    def __init__(self, *args, precision="fp32", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.precision = precision
+
+    def autocast(self):
+        """The autocast context of this net's precision (a no-op for ``"fp32"``)."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        device_type = torch.device(self.device if self.device is not None else "cpu").type
+        return torch.autocast(device_type, dtype=torch.bfloat16)
+
+    def infer(self, x, **fit_params):
+        with self.autocast():
+            out = super().infer(x, **fit_params)
+        return _to_float32(out)
+
+
 class NeuralEstimatorMixin:
     """Behaviour shared by every estimator that owns a private skorch net.
 
@@ -271,6 +311,11 @@ class NeuralEstimatorMixin:
     net_params : dict or None
         Forwarded verbatim to the skorch net (e.g. ``{"optimizer__weight_decay":
         1e-4}``), for anything not exposed as a hyperparameter.
+    precision : {"fp32", "bf16"}
+        Only on the estimators whose training step allows it (multi-task,
+        transfer and continual). ``"bf16"`` runs the forward passes in
+        bfloat16 mixed precision (see :class:`AutocastMixin`); ``"fp32"``,
+        the default, trains in float32.
     """
 
     # ------------------------------------------------------------------ params
@@ -287,6 +332,9 @@ class NeuralEstimatorMixin:
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if self.net_params is not None and not isinstance(self.net_params, dict):
             raise TypeError(f"net_params must be a dict or None, got {type(self.net_params)}")
+        precision = getattr(self, "precision", "fp32")
+        if not isinstance(precision, str) or precision not in _PRECISIONS:
+            raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
         sizes = self.hidden_layer_sizes
         if isinstance(sizes, (int, np.integer)):
             sizes = (sizes,)
@@ -384,6 +432,8 @@ class NeuralEstimatorMixin:
             iterator_valid=_FastBatchIterator,
             iterator_train__shuffle=True,
         )
+        if hasattr(self, "precision"):  # estimators whose net has AutocastMixin
+            kwargs["precision"] = self.precision
         kwargs.update(self.net_params or {})
         return kwargs
 

@@ -22,7 +22,7 @@ from skorch import NeuralNet
 from skorch.dataset import unpack_data
 from torch import nn
 
-from ..base import NeuralEstimatorMixin
+from ..base import AutocastMixin, NeuralEstimatorMixin
 from ._strategies import Task
 
 __all__ = ["BaseContinualClassifier", "ContinualModule", "ContinualNet", "SCENARIOS"]
@@ -115,7 +115,7 @@ class ContinualModule(nn.Module):
         return self.heads_forward(self.features(X), task_ids)
 
 
-class ContinualNet(NeuralNet):
+class ContinualNet(AutocastMixin, NeuralNet):
     """skorch net whose training step runs the continual strategies' hooks.
 
     ``plugins`` is the list of strategy plugins; ``params`` the trainable

@@ -81,6 +81,10 @@ class ContinualClassifier(BaseContinualClassifier):
     batch_size : int, default=64
     callbacks, train_split, device, random_state, verbose, net_params
         See :class:`~sktransfer.base.NeuralEstimatorMixin`.
+    precision : {"fp32", "bf16"}, default="fp32"
+        ``"bf16"`` trains and predicts with bfloat16 mixed precision
+        (forward passes under :func:`torch.autocast`, float32 weights and
+        losses); see :class:`~sktransfer.base.AutocastMixin`.
 
     Attributes
     ----------
@@ -126,6 +130,7 @@ class ContinualClassifier(BaseContinualClassifier):
         random_state=None,
         verbose=0,
         net_params=None,
+        precision="fp32",
     ):
         self.strategy = strategy
         self.scenario = scenario
@@ -141,6 +146,7 @@ class ContinualClassifier(BaseContinualClassifier):
         self.random_state = random_state
         self.verbose = verbose
         self.net_params = net_params
+        self.precision = precision
 
     def _get_strategies(self):
         return get_strategies(self.strategy)

@@ -217,6 +217,10 @@ class EWCContinualClassifier(BaseContinualClassifier):
     batch_size : int, default=64
     callbacks, train_split, device, random_state, verbose, net_params
         See :class:`~sktransfer.base.NeuralEstimatorMixin`.
+    precision : {"fp32", "bf16"}, default="fp32"
+        ``"bf16"`` trains and predicts with bfloat16 mixed precision
+        (forward passes under :func:`torch.autocast`, float32 weights and
+        losses); see :class:`~sktransfer.base.AutocastMixin`.
 
     Attributes
     ----------
@@ -273,6 +277,7 @@ class EWCContinualClassifier(BaseContinualClassifier):
         random_state=None,
         verbose=0,
         net_params=None,
+        precision="fp32",
     ):
         self.ewc_lambda = ewc_lambda
         self.fisher = fisher
@@ -292,6 +297,7 @@ class EWCContinualClassifier(BaseContinualClassifier):
         self.random_state = random_state
         self.verbose = verbose
         self.net_params = net_params
+        self.precision = precision
 
     def _get_strategies(self):
         from ._replay import Replay

@@ -128,6 +128,10 @@ class ProgressiveNetworkClassifier(BaseContinualClassifier):
     batch_size : int, default=64
     callbacks, train_split, device, random_state, verbose, net_params
         See :class:`~sktransfer.base.NeuralEstimatorMixin`.
+    precision : {"fp32", "bf16"}, default="fp32"
+        ``"bf16"`` trains and predicts with bfloat16 mixed precision
+        (forward passes under :func:`torch.autocast`, float32 weights and
+        losses); see :class:`~sktransfer.base.AutocastMixin`.
 
     Attributes
     ----------
@@ -171,6 +175,7 @@ class ProgressiveNetworkClassifier(BaseContinualClassifier):
         random_state=None,
         verbose=0,
         net_params=None,
+        precision="fp32",
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.optimizer = optimizer
@@ -183,6 +188,7 @@ class ProgressiveNetworkClassifier(BaseContinualClassifier):
         self.random_state = random_state
         self.verbose = verbose
         self.net_params = net_params
+        self.precision = precision
 
     def _get_strategies(self):
         return []

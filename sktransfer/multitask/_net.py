@@ -12,7 +12,7 @@ import torch
 from skorch import NeuralNet
 from torch import nn
 
-from ..base import LeanNotifyMixin
+from ..base import AutocastMixin, LeanNotifyMixin
 
 _MASK_VALUE = -1e4
 
@@ -98,7 +98,7 @@ class MultiTaskLoss(nn.Module):
         return sums / counts.clamp(min=1), counts
 
 
-class MultiTaskNet(LeanNotifyMixin, NeuralNet):
+class MultiTaskNet(LeanNotifyMixin, AutocastMixin, NeuralNet):
     """skorch net whose loss is a weighted combination of per-task losses."""
 
     def get_loss(self, y_pred, y_true, X=None, training=False):

@@ -62,6 +62,10 @@ class MultiTaskRegressor(MultiTaskMixin, RegressorMixin, BaseEstimator):
     verbose : int, default=0
     net_params : dict or None, default=None
         See :class:`~sktransfer.base.NeuralEstimatorMixin` for these.
+    precision : {"fp32", "bf16"}, default="fp32"
+        ``"bf16"`` trains and predicts with bfloat16 mixed precision
+        (forward passes under :func:`torch.autocast`, float32 weights and
+        losses); see :class:`~sktransfer.base.AutocastMixin`.
 
     Attributes
     ----------
@@ -112,6 +116,7 @@ class MultiTaskRegressor(MultiTaskMixin, RegressorMixin, BaseEstimator):
         random_state=None,
         verbose=0,
         net_params=None,
+        precision="fp32",
     ):
         self.architecture = architecture
         self.weighting = weighting
@@ -131,6 +136,7 @@ class MultiTaskRegressor(MultiTaskMixin, RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.net_params = net_params
+        self.precision = precision
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -112,6 +112,10 @@ _PARAMS_DOC = """
     net_params : dict or None, default=None
         See :class:`~sktransfer.base.NeuralEstimatorMixin` for these. The
         optimizer's parameter groups are built by the estimator.
+    precision : {"fp32", "bf16"}, default="fp32"
+        ``"bf16"`` trains and predicts with bfloat16 mixed precision
+        (forward passes under :func:`torch.autocast`, float32 weights and
+        losses); see :class:`~sktransfer.base.AutocastMixin`.
 """
 
 _ATTRS_DOC = """
@@ -171,6 +175,7 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         random_state=None,
         verbose=0,
         net_params=None,
+        precision="fp32",
     ):
         self.pretrained = pretrained
         self.strategy = strategy
@@ -195,6 +200,7 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.net_params = net_params
+        self.precision = precision
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

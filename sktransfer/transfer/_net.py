@@ -15,10 +15,12 @@ It differs from a plain :class:`skorch.NeuralNet` in four hooks:
 
 from skorch import NeuralNet
 
+from ..base import AutocastMixin
+
 __all__ = ["FineTuneNet"]
 
 
-class FineTuneNet(NeuralNet):
+class FineTuneNet(AutocastMixin, NeuralNet):
     """skorch net that trains a pretrained network following a :class:`TransferPlan`."""
 
     def __init__(self, *args, plan=None, penalty=None, **kwargs):
