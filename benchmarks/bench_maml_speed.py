@@ -2,17 +2,22 @@
 
 Configuration (the issue's): 5-way 1-shot, meta-batch 16, Conv4 (64 channels)
 on 28x28 images, 1 inner step, second- and first-order MAML, 1 and 15 query
-examples per class, one CPU thread. Every configuration runs in its own
-subprocess so that its peak memory (maximum resident set size above the
-process's size after setup) is measured alone. Images are random: the cost
-of a step does not depend on the pixel values.
+examples per class, one CPU thread. The paths of a configuration take turns
+in one process (one iteration each, round after round) and the table gives
+each path's median, so that every path sees the same load on a shared
+machine. Peak memory (maximum resident set size above the process's size
+after setup; allocated GPU memory on CUDA) is measured for each path alone,
+in its own process. Images are random: the cost of a step does not depend
+on the pixel values.
 
 Paths:
 
 * ``vmap``: ``MAMLModule`` with ``task_batching="vmap"`` (what
   ``MAMLClassifier`` runs);
 * ``loop``: ``MAMLModule`` with ``task_batching="loop"`` and PyTorch's fused
-  ``BatchNorm2d`` (which ``MAMLClassifier`` swaps in for the loop path);
+  ``BatchNorm2d`` (which ``MAMLClassifier`` swaps in for the loop path); on
+  a CPU its convolutions run channels-last where that is faster;
+* ``loop-nchw``: the same loop with channels-last turned off;
 * ``auto``: the path ``choose_task_batching`` picks for the configuration
   (it is one of the two above; its time is that path's);
 * ``l2l-style``: the clone-per-task loop of learn2learn's ``MAML`` wrapper,
@@ -25,7 +30,7 @@ Paths:
   compilation, in the first warm-up iteration, is not in the time).
 
 Run ``python benchmarks/bench_maml_speed.py`` (``--quick`` for 2 timed
-iterations instead of 8, ``--device cuda`` on a GPU machine).
+rounds instead of 8, ``--device cuda`` on a GPU machine).
 """
 
 import argparse
@@ -33,6 +38,7 @@ import copy
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -102,20 +108,22 @@ def build(n_query, device, torch_bn=False):
     return learner, (Xs, ys, Xq, yq)
 
 
-def worker(path, first_order, n_query, device, iters):
+def make_iteration(path, first_order, n_query, device):
+    """One meta-iteration (zero_grad, meta-gradient, Adam step) of ``path``."""
     import torch
     import torch.nn.functional as F
 
     from sktransfer.meta._maml_module import MAMLModule
 
-    torch.set_num_threads(1)
-    # the loop path runs PyTorch's fused batch norm, as MAMLClassifier does
+    # the loop paths run PyTorch's fused batch norm, as MAMLClassifier does
     learner, tasks = build(n_query, device, torch_bn=path != "vmap")
-    if path in ("vmap", "loop", "compiled"):
+    if path in ("vmap", "loop", "loop-nchw", "compiled"):
         model = MAMLModule(learner, inner_lr=0.4, inner_steps=1, inner_steps_test=1,
                            first_order=first_order, learn_inner_lr=False, adapt_layers="all",
                            task_batching="vmap" if path == "vmap" else "loop",
                            compile_step=path == "compiled").to(device)
+        if path == "loop-nchw":
+            model.channels_last = False
 
         def step():
             model.meta_step(tasks, backward=True)
@@ -153,22 +161,50 @@ def worker(path, first_order, n_query, device, iters):
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
+    return iteration
+
+
+def time_paths(paths, first_order, n_query, device, iters):
+    """Median seconds per iteration of every path, timed in turns in one process.
+
+    Taking turns (path 1, path 2, ..., path 1, ...) exposes every path to the
+    same load on a shared machine, so the ratios hold even when the absolute
+    times drift.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    iterations, first = {}, {}
+    for path in paths:
+        iterations[path] = make_iteration(path, first_order, n_query, device)
+        start = time.perf_counter()
+        iterations[path]()  # warm-up (and compilation)
+        first[path] = time.perf_counter() - start
+        iterations[path]()
+    times = {path: [] for path in paths}
+    for _ in range(iters):
+        for path in paths:
+            start = time.perf_counter()
+            iterations[path]()
+            times[path].append(time.perf_counter() - start)
+    return {path: {"seconds": statistics.median(times[path]), "first_s": first[path]}
+            for path in paths}
+
+
+def peak_memory(path, first_order, n_query, device):
+    """Peak memory of two iterations of ``path`` alone in this process (MB)."""
+    import torch
+
+    torch.set_num_threads(1)
     base_rss = _rss_mb()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    iteration()  # warm-up (and compilation)
-    first = time.perf_counter() - start
+    iteration = make_iteration(path, first_order, n_query, device)
     iteration()
-    start = time.perf_counter()
-    for _ in range(iters):
-        iteration()
-    seconds = (time.perf_counter() - start) / iters
+    iteration()
     if device.startswith("cuda"):
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = _peak_mb() - base_rss
-    return {"seconds": seconds, "peak_mb": peak, "first_s": first}
+        return torch.cuda.max_memory_allocated() / 2**20
+    return _peak_mb() - base_rss
 
 
 def main():
@@ -181,15 +217,19 @@ def main():
     args = parser.parse_args()
     iters = ITERS_QUICK if args.quick else ITERS_FULL
     if args.worker:
-        path, order, n_query = args.worker.split(",")
-        out = worker(path, order == "first", int(n_query), args.device, iters)
+        mode, paths, order, n_query = args.worker.split(":")
+        if mode == "time":
+            out = time_paths(paths.split(","), order == "first", int(n_query), args.device,
+                             iters)
+        else:
+            out = peak_memory(paths, order == "first", int(n_query), args.device)
         print(json.dumps(out))
         return
 
     from sktransfer.meta import choose_task_batching
 
     env = dict(os.environ, SKTRANSFER_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    paths = ["vmap", "loop", "l2l-style"]
+    paths = ["vmap", "loop", "loop-nchw", "l2l-style"]
     try:
         import learn2learn  # noqa: F401
 
@@ -197,34 +237,40 @@ def main():
     except ImportError:
         print("learn2learn is not installed: comparing with the learn2learn-style loop only")
     n_params = 113_221
-    rows = []
-    print(f"device={args.device}, threads=1, timed iterations={iters}, "
-          "5-way 1-shot, meta-batch 16, Conv4-64 on 28x28, 1 inner step")
+    print(f"device={args.device}, threads=1, median of {iters} timed iterations per path "
+          "(paths take turns in one process), 5-way 1-shot, meta-batch 16, Conv4-64 on "
+          "28x28, 1 inner step; peak memory of each path alone in its own process")
     header = (f"{'order':<7}{'query':>6}  {'path':<12}{'s/iter':>9}{'peak MB':>10}"
               f"{'vs l2l-style':>14}")
     print(header)
     print("-" * len(header))
+
+    def run(worker):
+        cmd = [sys.executable, __file__, "--worker", worker, "--device", args.device]
+        proc = subprocess.run(cmd + (["--quick"] if args.quick else []), capture_output=True,
+                              text=True, env=env)
+        if proc.returncode != 0:
+            print(f"{worker} failed: {proc.stderr[-400:]}")
+            return None
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
     for order in ("second", "first"):
         for n_query in (1, 15):
-            results = {}
-            for path in paths + (["compiled"] if args.compile and order == "first" else []):
-                cmd = [sys.executable, __file__, "--worker", f"{path},{order},{n_query}",
-                       "--device", args.device] + (["--quick"] if args.quick else [])
-                proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-                if proc.returncode != 0:
-                    print(f"{path} failed: {proc.stderr[-400:]}")
-                    continue
-                results[path] = json.loads(proc.stdout.strip().splitlines()[-1])
+            config = [p for p in paths + (["compiled"] if args.compile and order == "first"
+                                          else [])]
+            results = run(f"time:{','.join(config)}:{order}:{n_query}")
+            if results is None:
+                continue
+            for path in config:
+                results[path]["peak_mb"] = run(f"memory:{path}:{order}:{n_query}")
             choice, reason = choose_task_batching(args.device, 5 * (1 + n_query), n_params,
                                                   batch_norm=True)
-            results["auto"] = dict(results[choice], choice=choice)
             ref = results["l2l-style"]["seconds"]
-            for path in ["auto"] + [p for p in paths + ["compiled"] if p in results]:
+            for name, path in [(f"auto={choice}", choice)] + [(p, p) for p in config]:
                 r = results[path]
-                name = f"auto={choice}" if path == "auto" else path
-                print(f"{order:<7}{n_query:>6}  {name:<12}{r['seconds']:>9.3f}"
-                      f"{r['peak_mb']:>10.0f}{ref / r['seconds']:>13.2f}x")
-                rows.append(dict(order=order, n_query=n_query, path=name, **r))
+                peak = f"{r['peak_mb']:>10.0f}" if r["peak_mb"] is not None else f"{'-':>10}"
+                print(f"{order:<7}{n_query:>6}  {name:<12}{r['seconds']:>9.3f}{peak}"
+                      f"{ref / r['seconds']:>13.2f}x")
             print(f"{'':15}auto: {reason}")
     print("\n'vs l2l-style' > 1 means faster than the learn2learn-style clone-per-task loop.")
 

@@ -39,17 +39,19 @@ from sktransfer.metrics import few_shot_score
 SETTINGS = [(5, 1), (5, 5), (20, 1), (20, 5)]
 
 
-def methods(scale):
+def methods(scale, maml_iterations=100, maml_batch=4):
     def it(n):
         return max(1, int(n * scale))
 
+    maml_episodes = it(maml_iterations * maml_batch)
     return {
         "MAML": MAMLClassifier(n_way=5, k_shot=1, n_query=5, inner_lr=0.4, inner_steps=1,
-                               inner_steps_test=3, batch_size=4,
-                               episodes_per_epoch=it(400), max_epochs=1, random_state=0),
+                               inner_steps_test=3, batch_size=maml_batch,
+                               episodes_per_epoch=maml_episodes, max_epochs=1, random_state=0),
         "FOMAML": MAMLClassifier(n_way=5, k_shot=1, n_query=5, inner_lr=0.4, inner_steps=1,
-                                 inner_steps_test=3, first_order=True, batch_size=4,
-                                 episodes_per_epoch=it(400), max_epochs=1, random_state=0),
+                                 inner_steps_test=3, first_order=True, batch_size=maml_batch,
+                                 episodes_per_epoch=maml_episodes, max_epochs=1,
+                                 random_state=0),
         "ProtoNet": PrototypicalClassifier(n_way=20, k_shot=1, n_query=5,
                                            episodes_per_epoch=it(300), max_epochs=1,
                                            random_state=0),
@@ -69,6 +71,12 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--episodes", type=int, default=None,
                         help="evaluation episodes per setting (default 100, 30 with --quick)")
+    parser.add_argument("--methods", default=None,
+                        help="comma-separated subset of: " + ", ".join(methods(1.0)))
+    parser.add_argument("--maml-iterations", type=int, default=100,
+                        help="MAML/FOMAML meta-iterations (default 100)")
+    parser.add_argument("--maml-batch", type=int, default=4,
+                        help="tasks per MAML meta-iteration (default 4)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     os.environ.setdefault("SKTRANSFER_NUM_THREADS", "1")
@@ -87,7 +95,13 @@ def main():
         f"{f'{n}w{k}s':>14}" for n, k in SETTINGS) + f"{'eval s':>8}"
     print(header)
     print("-" * len(header))
-    for name, est in methods(scale).items():
+    chosen = methods(scale, args.maml_iterations, args.maml_batch)
+    if args.methods:
+        unknown = set(args.methods.split(",")) - set(chosen)
+        if unknown:
+            parser.error(f"unknown methods {sorted(unknown)}; choose from {list(chosen)}")
+        chosen = {k: v for k, v in chosen.items() if k in args.methods.split(",")}
+    for name, est in chosen.items():
         start = time.perf_counter()
         est.fit(X[train], y[train])
         train_s = time.perf_counter() - start

@@ -50,6 +50,47 @@ def _grads(module, tasks):
     return {n: p.grad.clone() for n, p in module.named_parameters()}
 
 
+def _conv_module(first_order):
+    from sktransfer.modules import Conv4
+
+    torch.manual_seed(0)
+    trunk = Conv4(in_channels=1, hidden_channels=8, n_blocks=2, image_size=12,
+                  track_running_stats=False)
+    for i, layer in enumerate(trunk.features):  # the fused batch norm the loop runs
+        if "BatchNorm" in type(layer).__name__:
+            trunk.features[i] = nn.BatchNorm2d(layer.num_features, track_running_stats=False)
+    return MAMLModule(Learner(trunk, trunk.out_features_, 3), inner_lr=0.1, inner_steps=1,
+                      inner_steps_test=1, first_order=first_order, learn_inner_lr=False,
+                      adapt_layers="all", task_batching="loop")
+
+
+@pytest.mark.parametrize("first_order", [True, False])
+def test_channels_last_loop_gives_the_same_meta_gradient(first_order):
+    gen = torch.Generator().manual_seed(2)
+    tasks = (torch.rand(2, 3, 1, 12, 12, generator=gen), torch.tensor([[0, 1, 2]] * 2),
+             torch.rand(2, 9, 1, 12, 12, generator=gen), torch.tensor([[0, 1, 2] * 3] * 2))
+    module = _conv_module(first_order)
+    grads = {}
+    for fmt in (True, False):
+        module.channels_last = fmt
+        grads[fmt] = _grads(module, tasks)
+    for name, g in grads[False].items():
+        torch.testing.assert_close(grads[True][name], g, rtol=1e-3,
+                                   atol=1e-3 * float(g.abs().max()) + 1e-6, msg=name)
+    # the rule: first order always, second order from 20 examples per task, float32 on a CPU
+    module.channels_last = "auto"
+    X = tasks[0]
+    assert module._use_channels_last(X, 12, second_order=not first_order) == first_order
+    assert module._use_channels_last(X, 20, second_order=True)
+    assert not module._use_channels_last(X.double(), 40)
+    # adaptation and prediction (channels-last) give the standard-format answer
+    state = module.adapt_state(tasks[0][0], tasks[1][0])
+    logits = module.predict_logits(state, tasks[2][0])
+    module.channels_last = False
+    torch.testing.assert_close(logits, module.predict_logits(
+        module.adapt_state(tasks[0][0], tasks[1][0]), tasks[2][0]), rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("config", CONFIGS)
 def test_vmap_meta_gradient_equals_loop(config):
     tasks = _tasks()
@@ -226,7 +267,7 @@ def test_variants_fit_and_adapt(digits, kw):
         assert any(not torch.allclose(v, torch.full_like(v, 0.5)) for v in lrs.values())
 
 
-def test_images_with_conv4(digits):
+def test_images_with_conv4(digits, monkeypatch):
     X, y = digits
     images = np.kron(X.reshape(-1, 1, 8, 8), np.ones((1, 1, 2, 2), dtype=np.float32))
     mask = y < 5
@@ -241,6 +282,8 @@ def test_images_with_conv4(digits):
     restored = pickle.loads(pickle.dumps(maml))
     np.testing.assert_array_equal(restored.predict_proba(images[:8]),
                                   maml.predict_proba(images[:8]))
+    # same rounding on both paths: channels-last convolutions only run in the loop
+    monkeypatch.setattr(MAMLModule, "channels_last", False)
     vm = _maml(max_epochs=1, episodes_per_epoch=8, task_batching="vmap", n_query=1)
     vm.fit(images[mask], y[mask])
     lp = _maml(max_epochs=1, episodes_per_epoch=8, task_batching="loop", n_query=1)

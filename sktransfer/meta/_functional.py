@@ -71,7 +71,7 @@ def _plan(module, prefix, steps):
         raise _Unsupported
 
 
-def _run(steps, params, X):
+def _run(steps, params, X, channels_last=False):
     out = X
     for step in steps:
         kind = step[0]
@@ -80,8 +80,10 @@ def _run(steps, params, X):
             out = F.linear(out, params[p + "weight"], params[p + "bias"] if step[2] else None)
         elif kind == "conv2d":
             p = step[1]
-            out = F.conv2d(out, params[p + "weight"], params[p + "bias"] if step[2] else None,
-                           *step[3:])
+            weight = params[p + "weight"]
+            if channels_last:  # the weight's format decides the output's
+                weight = weight.to(memory_format=torch.channels_last)
+            out = F.conv2d(out, weight, params[p + "bias"] if step[2] else None, *step[3:])
         elif kind == "fused_bn":
             p = step[1]
             w, b = (params[p + "weight"], params[p + "bias"]) if step[2] else (None, None)
@@ -107,11 +109,12 @@ def _run(steps, params, X):
     return out
 
 
-def functional_forward_fn(module, prefix=""):
+def functional_forward_fn(module, prefix="", channels_last=False):
     """``forward(params, X)`` for ``module``, or ``None`` if it has unsupported layers.
 
     ``params`` maps the module's parameter names (with ``prefix`` removed)
-    to tensors; every parameter must be present.
+    to tensors; every parameter must be present. With ``channels_last=True``
+    the convolutions run in channels-last (NHWC) memory format.
     """
     steps = []
     try:
@@ -122,6 +125,6 @@ def functional_forward_fn(module, prefix=""):
         return None
 
     def forward(params, X):
-        return _run(steps, params, X)
+        return _run(steps, params, X, channels_last)
 
     return forward

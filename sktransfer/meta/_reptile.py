@@ -26,7 +26,7 @@ class ReptileModule(MAMLModule):
         for t in range(n_tasks):
             Xs, ys, Xq, yq = (a[t] for a in tasks)
             X, y = torch.cat([Xs, Xq]), torch.cat([ys, yq])
-            forward, fX, _ = self._forward_fns(None, X, X[:1])
+            forward, fX, _ = self._forward_fns(None, X, X[:1], self._use_channels_last(X))
             if self.anil:
                 fX = fX.detach()
             fast = {k: params[k].detach().clone().requires_grad_(True) for k in self.adapt_names}
