@@ -234,6 +234,10 @@ class LeanNotifyMixin:
         return state
 
 
+def _quiet(*args, **kwargs):
+    """A print sink that prints nothing (module-level, so that nets pickle)."""
+
+
 def _to_float32(out):
     if isinstance(out, torch.Tensor):
         return out.float() if out.dtype in (torch.bfloat16, torch.float16) else out
@@ -316,6 +320,13 @@ class NeuralEstimatorMixin:
         transfer and continual). ``"bf16"`` runs the forward passes in
         bfloat16 mixed precision (see :class:`AutocastMixin`); ``"fp32"``,
         the default, trains in float32.
+    accelerator : None or accelerate.Accelerator
+        Only on the multi-task and continual estimators. Train through
+        Hugging Face Accelerate (skorch's
+        :class:`~skorch.hf.AccelerateMixin`): the accelerator chooses the
+        device (``device`` is then ignored) and the mixed precision, and under
+        ``accelerate launch`` or ``torchrun`` with several processes trains
+        data parallel. See the "Scaling" page of the user guide.
     """
 
     # ------------------------------------------------------------------ params
@@ -335,6 +346,9 @@ class NeuralEstimatorMixin:
         precision = getattr(self, "precision", "fp32")
         if not isinstance(precision, str) or precision not in _PRECISIONS:
             raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
+        from ._accelerate import check_accelerator
+
+        accelerator = check_accelerator(getattr(self, "accelerator", None))
         sizes = self.hidden_layer_sizes
         if isinstance(sizes, (int, np.integer)):
             sizes = (sizes,)
@@ -346,6 +360,16 @@ class NeuralEstimatorMixin:
             ) from exc
         if any(s <= 0 for s in sizes):
             raise ValueError(f"hidden_layer_sizes must be positive, got {sizes}")
+        if accelerator is not None:
+            if precision != "fp32":
+                raise ValueError(
+                    f"precision={precision!r} and an accelerator were both given: with an "
+                    "accelerator, mixed precision is the Accelerator's (for example "
+                    "Accelerator(mixed_precision='bf16') or accelerate launch "
+                    "--mixed_precision bf16); leave precision='fp32'")
+            # the accelerator places the model: its device, not the device parameter
+            device = torch.device(accelerator.device)
+            return ("cpu" if device.type == "cpu" else str(device)), sizes
         return resolve_device(self.device), sizes
 
     # -------------------------------------------------------------- validation
@@ -434,6 +458,13 @@ class NeuralEstimatorMixin:
         )
         if hasattr(self, "precision"):  # estimators whose net has AutocastMixin
             kwargs["precision"] = self.precision
+        if getattr(self, "accelerator", None) is not None:
+            # Accelerate places the model (skorch wants device=None) and shards a
+            # DataLoader across processes, which the in-memory iterator is not
+            kwargs.update(accelerator=self.accelerator, device=None)
+            if not self.verbose:  # skorch prints through the accelerator whatever verbose
+                kwargs["callbacks__print_log__sink"] = _quiet
+            del kwargs["iterator_train"], kwargs["iterator_valid"]
         kwargs.update(self.net_params or {})
         return kwargs
 

@@ -30,7 +30,7 @@ class _AGEMPlugin(Plugin):
             return
         n = self.sample_size or (net.batch_size if net.batch_size > 0 else 256)
         Xm, ym, tm = self.buffer.sample(n)
-        device = net.device
+        device = net.training_device()
         with torch.enable_grad():
             logits = net.module_(Xm.to(device), tm.to(device))
             loss = F.cross_entropy(logits, ym.to(device))

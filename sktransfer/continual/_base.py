@@ -22,6 +22,7 @@ from skorch import NeuralNet
 from skorch.dataset import unpack_data
 from torch import nn
 
+from .._accelerate import AcceleratedNetMixin
 from ..base import AutocastMixin, NeuralEstimatorMixin
 from ._strategies import Task
 
@@ -131,6 +132,10 @@ class ContinualNet(AutocastMixin, NeuralNet):
     cuda_dependent_attributes_ = NeuralNet.cuda_dependent_attributes_ + [
         "plugins", "params", "_step_params"]
 
+    def training_device(self):
+        """The device the network trains on."""
+        return self.device
+
     def refresh_params(self):
         named = [(n, p) for n, p in self.module_.named_parameters() if p.requires_grad]
         self.param_names = [n for n, _ in named]
@@ -153,7 +158,7 @@ class ContinualNet(AutocastMixin, NeuralNet):
             Xi, yi = plugin.augment_batch(self, Xi, yi)
         y_pred = self.infer(Xi, **fit_params)
         loss = self.get_loss(y_pred, yi, X=Xi, training=True)
-        loss.backward()
+        self._backward(loss)
         if self.plugins:
             params = self.params
             if any(p.grad is None for p in params):
@@ -171,6 +176,9 @@ class ContinualNet(AutocastMixin, NeuralNet):
                     plugin.project_gradients(self, params, grads)
             self._step_params = params
         return {"loss": loss, "y_pred": y_pred}
+
+    def _backward(self, loss):
+        loss.backward()
 
     def train_step(self, batch, **fit_params):
         step = super().train_step(batch, **fit_params)
@@ -192,6 +200,28 @@ class ContinualNet(AutocastMixin, NeuralNet):
         """Entries of a per-parameter list for this step's parameters."""
         index = self.step_index if index is None else index
         return values if index is None else [values[i] for i in index]
+
+
+class AcceleratedContinualNet(AcceleratedNetMixin, ContinualNet):
+    """:class:`ContinualNet` trained through Hugging Face Accelerate.
+
+    Every task's ``partial_fit`` prepares the grown network and the new
+    optimizer again. The gradients are averaged across processes right after
+    the backward pass, before the strategies read or change them, and the
+    strategies' own computations (Fisher information, replay and A-GEM
+    memories, LwF's old network) use the whole task on every process, so
+    every process makes the same changes.
+    """
+
+    def train_step_single(self, batch, **fit_params):
+        # ContinualNet's step (batch augmentation, gradient hooks of the
+        # strategies) with Accelerate's backward and mixed precision
+        with self.accelerator.autocast():
+            return ContinualNet.train_step_single(self, batch, **fit_params)
+
+    def _backward(self, loss):
+        self.accelerator.backward(loss)
+        self.sync_gradients()
 
 
 class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimator,
@@ -345,8 +375,10 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
             with self._torch_context(self._seed, device):
                 module = self._build_module(X.shape[1:], sizes, len(classes), scenario)
                 plugins = [s.build(scenario) for s in strategies]
-                net = ContinualNet(module, criterion=nn.CrossEntropyLoss,
-                                   **self._net_kwargs(device))
+                net_cls = ContinualNet
+                if getattr(self, "accelerator", None) is not None:
+                    net_cls = AcceleratedContinualNet
+                net = net_cls(module, criterion=nn.CrossEntropyLoss, **self._net_kwargs(device))
                 net.plugins = plugins
             self.net_ = net
             self.task_classes_ = []

@@ -85,6 +85,11 @@ class ContinualClassifier(BaseContinualClassifier):
         ``"bf16"`` trains and predicts with bfloat16 mixed precision
         (forward passes under :func:`torch.autocast`, float32 weights and
         losses); see :class:`~sktransfer.base.AutocastMixin`.
+    accelerator : None or accelerate.Accelerator, default=None
+        Train through Hugging Face Accelerate: on the accelerator's device,
+        in its mixed precision, and data parallel when the script runs under
+        ``accelerate launch`` or ``torchrun`` with several processes (see the
+        "Scaling" guide). ``device`` is then ignored.
 
     Attributes
     ----------
@@ -131,6 +136,7 @@ class ContinualClassifier(BaseContinualClassifier):
         verbose=0,
         net_params=None,
         precision="fp32",
+        accelerator=None,
     ):
         self.strategy = strategy
         self.scenario = scenario
@@ -147,6 +153,7 @@ class ContinualClassifier(BaseContinualClassifier):
         self.verbose = verbose
         self.net_params = net_params
         self.precision = precision
+        self.accelerator = accelerator
 
     def _get_strategies(self):
         return get_strategies(self.strategy)

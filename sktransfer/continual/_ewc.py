@@ -85,7 +85,7 @@ class _EWCPlugin(Plugin):
 
     def after_task(self, net, task):
         X, y, t = _subsample(task, self.fisher_n_samples)
-        device = net.device
+        device = net.training_device()
         batch = net.batch_size if self.fisher == "batched" and net.batch_size > 0 else 256
         fisher = fisher_diagonal(net.module_, X.to(device), y.to(device), kind=self.fisher,
                                  batch_size=batch, forward_kwargs={"task_ids": t.to(device)},
@@ -221,6 +221,11 @@ class EWCContinualClassifier(BaseContinualClassifier):
         ``"bf16"`` trains and predicts with bfloat16 mixed precision
         (forward passes under :func:`torch.autocast`, float32 weights and
         losses); see :class:`~sktransfer.base.AutocastMixin`.
+    accelerator : None or accelerate.Accelerator, default=None
+        Train through Hugging Face Accelerate: on the accelerator's device,
+        in its mixed precision, and data parallel when the script runs under
+        ``accelerate launch`` or ``torchrun`` with several processes (see the
+        "Scaling" guide). ``device`` is then ignored.
 
     Attributes
     ----------
@@ -278,6 +283,7 @@ class EWCContinualClassifier(BaseContinualClassifier):
         verbose=0,
         net_params=None,
         precision="fp32",
+        accelerator=None,
     ):
         self.ewc_lambda = ewc_lambda
         self.fisher = fisher
@@ -298,6 +304,7 @@ class EWCContinualClassifier(BaseContinualClassifier):
         self.verbose = verbose
         self.net_params = net_params
         self.precision = precision
+        self.accelerator = accelerator
 
     def _get_strategies(self):
         from ._replay import Replay

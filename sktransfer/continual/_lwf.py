@@ -54,14 +54,14 @@ class _LwFPlugin(Plugin):
     def extra_loss(self, net, X, y_pred, y):
         if self.old is None or self.alpha == 0:
             return None
-        Xi = X["X"].to(net.device)
+        Xi = X["X"].to(net.training_device())
         with torch.no_grad():
             if self.scenario == "task":
                 if not self.heads:
                     return None
                 old = self.old.head_logits(Xi, self.heads)
             else:
-                old = self.old(Xi, X["task_ids"].to(net.device))
+                old = self.old(Xi, X["task_ids"].to(net.training_device()))
         if self.scenario == "task":
             new = net.module_.head_logits(Xi, self.heads)
         elif self.scenario == "class":

@@ -88,6 +88,12 @@ class MultiTaskClassifier(MultiTaskMixin, ClassifierMixin, BaseEstimator):
         ``"bf16"`` trains and predicts with bfloat16 mixed precision
         (forward passes under :func:`torch.autocast`, float32 weights and
         losses); see :class:`~sktransfer.base.AutocastMixin`.
+    accelerator : None or accelerate.Accelerator, default=None
+        Train through Hugging Face Accelerate: on the accelerator's device,
+        in its mixed precision, and data parallel when the script runs under
+        ``accelerate launch`` or ``torchrun`` with several processes (see the
+        "Scaling" guide; the weightings with their own gradient step run in
+        one process only). ``device`` is then ignored.
 
     Attributes
     ----------
@@ -149,6 +155,7 @@ class MultiTaskClassifier(MultiTaskMixin, ClassifierMixin, BaseEstimator):
         verbose=0,
         net_params=None,
         precision="fp32",
+        accelerator=None,
     ):
         self.architecture = architecture
         self.weighting = weighting
@@ -169,6 +176,7 @@ class MultiTaskClassifier(MultiTaskMixin, ClassifierMixin, BaseEstimator):
         self.verbose = verbose
         self.net_params = net_params
         self.precision = precision
+        self.accelerator = accelerator
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

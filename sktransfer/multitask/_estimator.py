@@ -7,7 +7,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..base import NeuralEstimatorMixin
 from ._architectures import build_architecture
-from ._net import MultiTaskLoss, MultiTaskModule, MultiTaskNet
+from ._net import AcceleratedMultiTaskNet, MultiTaskLoss, MultiTaskModule, MultiTaskNet
 from ._targets import (
     _is_missing,
     classes_template,
@@ -240,7 +240,11 @@ class MultiTaskMixin(NeuralEstimatorMixin):
 
         model = build_architecture(self.architecture, make_trunk, example, n_tasks, n_out)
         module = MultiTaskModule(model, strategy.build(n_tasks, types), class_mask)
-        return MultiTaskNet(
+        net_cls = MultiTaskNet
+        if getattr(self, "accelerator", None) is not None:
+            net_cls = AcceleratedMultiTaskNet
+            net_cls.check_weighting(module.weighter, self.accelerator, self.weighting)
+        return net_cls(
             module,
             criterion=MultiTaskLoss,
             criterion__n_tasks=n_tasks,

@@ -12,6 +12,7 @@ import torch
 from skorch import NeuralNet
 from torch import nn
 
+from .._accelerate import AcceleratedNetMixin
 from ..base import AutocastMixin, LeanNotifyMixin
 
 _MASK_VALUE = -1e4
@@ -153,3 +154,41 @@ class MultiTaskNet(LeanNotifyMixin, AutocastMixin, NeuralNet):
                 self.history.record("train_task_weights", mean_w.cpu().tolist())
         super().on_epoch_end(net, dataset_train=dataset_train, dataset_valid=dataset_valid,
                              **kwargs)
+
+
+class AcceleratedMultiTaskNet(AcceleratedNetMixin, MultiTaskNet):
+    """:class:`MultiTaskNet` trained through Hugging Face Accelerate.
+
+    The loss-based weightings train data parallel across processes: their
+    state is either a parameter of the module (its gradient is averaged with
+    the others) or a function of the losses. The weightings with their own
+    backward pass (the gradient-based ones, GradNorm) or a step of their own
+    (FAMO) solve their problem on the whole batch, which data parallelism
+    would split, so they run in a single process only; they do not run with
+    float16 loss scaling either, whose scaler would unscale gradients it
+    never scaled.
+    """
+
+    def train_step_single(self, batch, **fit_params):
+        if getattr(self.module_.weighter, "custom_step", False):
+            from ._gradient_step import gradient_train_step
+
+            with self.accelerator.autocast():
+                return gradient_train_step(self, batch, **fit_params)
+        return super().train_step_single(batch, **fit_params)
+
+    @staticmethod
+    def check_weighting(weighter, accelerator, name):
+        """Raise a ValueError if the weighting ``name`` cannot run on ``accelerator``."""
+        own_step = getattr(weighter, "custom_step", False) or hasattr(weighter, "after_step")
+        n_processes = int(accelerator.num_processes)
+        if own_step and n_processes > 1:
+            raise ValueError(
+                f"weighting={name!r} computes its own gradient step, which data-parallel "
+                f"training across {n_processes} processes cannot synchronise; use a "
+                "loss-based weighting ('equal', 'static', 'uncertainty', 'dwa', 'rlw') or "
+                "one process")
+        if getattr(weighter, "custom_step", False) and accelerator.mixed_precision == "fp16":
+            raise ValueError(
+                f"weighting={name!r} sets the gradients itself, which float16 loss scaling "
+                "cannot unscale; use mixed_precision='bf16' or 'no' in the Accelerator")
