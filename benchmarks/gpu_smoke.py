@@ -19,6 +19,11 @@ estimator (fitted with ``max_epochs=0``) with the same predictions, and that
 the pickled GPU models unpickle and predict in a child process that sees no
 GPU (``CUDA_VISIBLE_DEVICES=""``).
 
+For the estimators with a ``precision`` parameter (multi-task, transfer,
+continual) it also fits ``precision="bf16"`` on the GPU and reports its time
+per epoch and the agreement of its labels with the float32 GPU fit
+(``bf16 agree``; a regressor's column is the relative difference).
+
 Time per epoch is the wall time of ``fit`` divided by the epochs recorded in
 ``net_.history`` (for continual learners, epochs over all tasks; for meta
 learners, epochs of ``episodes_per_epoch`` episodes). A first, untimed GPU
@@ -231,7 +236,7 @@ def main():
     header = f"{'estimator':<29}{'cpu s/ep':>9}"
     if not args.cpu_only:
         header += f"{other[:5] + ' s/ep':>10}{'ratio':>7}{'agree':>7}{'max diff':>10}{'auto':>6}"
-        header += f"{'pickle':>8}{'weights':>9}"
+        header += f"{'pickle':>8}{'weights':>9}{'bf16 s/ep':>10}{'bf16 agree':>11}"
     print(header, flush=True)
     failures, pickled, expected = [], {}, {}
     for name, est, fit_args, fit_kwargs, X_test, support in make_cases(epochs):
@@ -266,6 +271,16 @@ def main():
                         f"{'' if agree is None else f'{agree:.2f}':>7}{diff:>10.2e}"
                         f"{'ok' if auto_ok else 'NO':>6}{'ok' if pickle_ok else 'NO':>8}"
                         f"{'ok' if weights_ok else 'NO':>9}")
+                if "precision" in est.get_params():
+                    half = clone(est).set_params(device=other, precision="bf16")
+                    half_epoch = timed_fit(half, fit_args, fit_kwargs)
+                    half_out = outputs(half, X_test, support, fit_kwargs)
+                    half_agree, half_diff = compare(out, half_out, is_clf, spread)
+                    ok = ok and agrees(out, half_out, is_clf, spread, 0.9)
+                    shown = half_agree if half_agree is not None else half_diff
+                    row += f"{half_epoch:>10.3f}{shown:>11.2f}"
+                else:
+                    row += f"{'-':>10}{'-':>11}"
                 if not ok:
                     row += "  CHECK"
                     failures.append(name)
