@@ -13,7 +13,10 @@ published accuracies (MAML 98.7 / 99.9 / 95.8 / 98.9 and ProtoNet
 "evaluation" alphabets with rotations).
 
 MAML is meta-trained 5-way, and a MAML model answers the number of ways it
-was trained for, so its 20-way columns are empty.
+was trained for, so its 20-way columns are empty. ``MatchingFCE`` is
+MatchingNet with full context embeddings (``fce=True``); ``RelationNet`` has
+the paper's convolutional relation module (the default for images),
+``RelationMLP`` an MLP one (``relation="mlp"``).
 
 Run ``SKTRANSFER_DATA=... python benchmarks/bench_omniglot.py`` (``--quick``
 for a third of the budget).
@@ -60,7 +63,13 @@ def methods(scale, maml_iterations=100, maml_batch=4):
         "MatchingNet": MatchingClassifier(n_way=20, k_shot=1, n_query=5,
                                           episodes_per_epoch=it(300), max_epochs=1,
                                           random_state=0),
+        "MatchingFCE": MatchingClassifier(n_way=20, k_shot=1, n_query=5, fce=True,
+                                          episodes_per_epoch=it(300), max_epochs=1,
+                                          random_state=0),
         "RelationNet": RelationClassifier(n_way=5, k_shot=1, n_query=5,
+                                          episodes_per_epoch=it(500), max_epochs=1,
+                                          random_state=0),
+        "RelationMLP": RelationClassifier(n_way=5, k_shot=1, n_query=5, relation="mlp",
                                           episodes_per_epoch=it(500), max_epochs=1,
                                           random_state=0),
     }

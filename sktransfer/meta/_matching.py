@@ -1,9 +1,12 @@
 """MatchingClassifier: matching networks (Vinyals et al., 2016)."""
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._fce import FullContextEmbedding
+from ._learner import trunk_width
 from ._metric import MetricFewShotClassifier, MetricModule
 
 __all__ = ["MatchingClassifier"]
@@ -11,17 +14,45 @@ __all__ = ["MatchingClassifier"]
 
 class MatchingModule(MetricModule):
     """Attention over the support set: softmax of scaled cosine similarities,
-    summed per class; the logits are the log of those class probabilities."""
+    summed per class; the logits are the log of those class probabilities.
 
-    def __init__(self, trunk):
+    With ``fce`` (a :class:`FullContextEmbedding`) the support embeddings are
+    read in context by a bidirectional LSTM and every query embedding is
+    refined by an attention LSTM over them before the cosine attention.
+    """
+
+    def __init__(self, trunk, fce=None):
         super().__init__(trunk)
         self.log_scale = nn.Parameter(torch.tensor(2.3))  # scale 10 on cosines
+        self.fce = fce
 
-    def logits(self, fs, ys, fq, n_classes):
-        sim = F.normalize(fq, dim=1) @ F.normalize(fs, dim=1).T * self.log_scale.exp()
+    def attend(self, gs, ys, fq, n_classes):
+        sim = F.normalize(fq, dim=1) @ F.normalize(gs, dim=1).T * self.log_scale.exp()
         attention = torch.softmax(sim, dim=1)
         probs = attention @ F.one_hot(ys, n_classes).to(attention.dtype)
         return torch.log(probs.clamp_min(1e-12))
+
+    def logits(self, fs, ys, fq, n_classes):
+        if self.fce is not None:
+            fs = self.fce.embed_support(fs)
+            fq = self.fce.embed_queries(fq, fs)
+        return self.attend(fs, ys, fq, n_classes)
+
+    def adapt_state(self, Xs, ys, n_classes, **options):
+        state = super().adapt_state(Xs, ys, n_classes, **options)
+        if self.fce is not None:
+            with torch.no_grad():
+                state["support"] = self.fce.embed_support(state["support"])
+        return state
+
+    def predict_logits(self, state, X):
+        if self.fce is None:
+            return super().predict_logits(state, X)
+        # float64 after the trunk: a query's f(x) and scores do not depend on the
+        # other rows of its batch
+        gs = state["support"].double()
+        fq = self.fce.embed_queries(self.embed(X).double(), gs)
+        return self.attend(gs, state["labels"], fq, state["n_classes"]).to(X.dtype)
 
 
 class MatchingClassifier(MetricFewShotClassifier):
@@ -30,14 +61,31 @@ class MatchingClassifier(MetricFewShotClassifier):
     A query's class distribution is ``sum_i a(q, x_i) onehot(y_i)`` over the
     support examples, where the attention ``a`` is the softmax of scaled
     cosine similarities between embeddings (Vinyals et al., 2016; the scale
-    is learned, and the optional full-context embeddings of the paper are not
-    used). ``fit`` meta-trains the embedding on N-way K-shot episodes;
+    is learned). ``fit`` meta-trains the embedding on N-way K-shot episodes;
     :meth:`adapt` embeds a support set of any number of classes; after
     ``fit``, ``predict`` attends over up to 20 training rows per class (at
     most about 1000 rows in all).
 
+    With ``fce=True`` the embeddings are the paper's full context
+    embeddings: a bidirectional LSTM reads the support embeddings in order,
+    ``g(x_i) = g'(x_i) + h_i(forward) + h_i(backward)``, and an attention LSTM
+    refines every query embedding ``f'(x)`` in ``fce_steps`` processing steps
+    that read ``g(S)`` by content attention (``h_k = LSTM(f'(x), [h_{k-1},
+    r_{k-1}]) + f'(x)``, ``r_k = sum_i softmax(h_k . g(x_i)) g(x_i)``); the
+    cosine attention then compares ``f(x)`` with the ``g(x_i)``. ``g``
+    depends on the order of the support set, as in the paper (``adapt`` reads
+    it in the order given; after ``fit``, class by class); a query's ``f(x)``
+    does not depend on the other queries.
+
     Parameters
     ----------
+    fce : bool, default=False
+        Use full context embeddings.
+    fce_steps : int, default=5
+        Processing steps (reads of the support set) of the attention LSTM
+        with ``fce=True``: the ``K`` of the paper's appendix, here a fixed
+        number whatever the size of the support set; the cost of the query
+        embedding grows linearly with it.
     n_way : int or None, default=None
     k_shot : int, default=1
     n_query : int or None, default=None
@@ -59,7 +107,8 @@ class MatchingClassifier(MetricFewShotClassifier):
     classes_ : ndarray
     n_way_, n_query_ : int
     adapted_state_ : dict
-        The embedded support set ``predict`` attends over.
+        The embedded support set ``predict`` attends over (``g(S)`` with
+        ``fce=True``).
     n_features_in_ : int
     input_shape_ : tuple
 
@@ -73,10 +122,15 @@ class MatchingClassifier(MetricFewShotClassifier):
     >>> new = match.adapt(X[y >= 5][:50], y[y >= 5][:50])
     >>> new.score(X[y >= 5][50:], y[y >= 5][50:]) > 0.4
     True
+    >>> fce = MatchingClassifier(fce=True, max_epochs=3, random_state=0).fit(X[y < 5], y[y < 5])
+    >>> fce.adapt(X[y >= 5][:50], y[y >= 5][:50]).score(X[y >= 5][50:], y[y >= 5][50:]) > 0.4
+    True
     """
 
     def __init__(
         self,
+        fce=False,
+        fce_steps=5,
         n_way=None,
         k_shot=1,
         n_query=None,
@@ -94,6 +148,8 @@ class MatchingClassifier(MetricFewShotClassifier):
         verbose=0,
         net_params=None,
     ):
+        self.fce = fce
+        self.fce_steps = fce_steps
         self.n_way = n_way
         self.k_shot = k_shot
         self.n_query = n_query
@@ -111,5 +167,15 @@ class MatchingClassifier(MetricFewShotClassifier):
         self.verbose = verbose
         self.net_params = net_params
 
+    def _check_params(self):
+        from ._episodes import _check_positive_int
+
+        if not isinstance(self.fce, (bool, np.bool_)):
+            raise ValueError(f"fce must be True or False, got {self.fce!r}")
+        _check_positive_int(self.fce_steps, "fce_steps", 1)
+
     def _metric_module(self, trunk, sample_shape):
-        return MatchingModule(trunk)
+        if not self.fce:
+            return MatchingModule(trunk)
+        width = trunk_width(trunk, sample_shape)
+        return MatchingModule(trunk, FullContextEmbedding(width, self.fce_steps))

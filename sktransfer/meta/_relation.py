@@ -1,5 +1,8 @@
 """RelationClassifier: relation networks (Sung et al., 2018)."""
 
+import math
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -9,6 +12,60 @@ from ._learner import trunk_width
 from ._metric import MetricFewShotClassifier, MetricModule, class_means
 
 __all__ = ["RelationClassifier"]
+
+RELATIONS = ("auto", "conv", "mlp")
+#: Filters of the convolutional relation module's two blocks (the paper's 64).
+RELATION_CHANNELS = 64
+#: Query-class pairs scored per forward pass at prediction (bounds the memory).
+PAIRS_PER_CHUNK = 1024
+#: Images embedded per float64 forward pass at prediction.
+EXACT_CHUNK = 128
+
+
+def _double_call(module, *args):
+    """``module(*args)`` in float64, weights and buffers cast on the fly.
+
+    At prediction time a row's result then does not depend on which other
+    rows share its batch (float32 kernels may sum in a batch-dependent order).
+    """
+    state = {k: (v.double() if v.is_floating_point() else v)
+             for k, v in [*module.named_parameters(), *module.named_buffers()]}
+    return functional_call(module, state, tuple(a.double() for a in args))
+
+
+def feature_map_trunk(sample_shape):
+    """The paper's embedding for images: four ``conv3x3(64) -> batch norm -> ReLU``
+    blocks of :class:`~sktransfer.modules.Conv4`, with the 2x2 max-pool after the
+    first two blocks only and no flattening (28x28 images give 64x7x7 maps)."""
+    from ..modules import Conv4
+
+    side = min(sample_shape[1:])
+    n_pool = int(min(2, max(0, np.floor(np.log2(max(side, 1))))))
+    conv4 = Conv4(in_channels=sample_shape[0], n_blocks=4, image_size=tuple(sample_shape[1:]))
+    layers, pools = [], 0
+    for layer in conv4.features:
+        if isinstance(layer, nn.Flatten):
+            continue
+        if isinstance(layer, nn.MaxPool2d):
+            pools += 1
+            if pools > n_pool:
+                continue
+        layers.append(layer)
+    return nn.Sequential(*layers)
+
+
+def trunk_output_shape(trunk, sample_shape):
+    """Shape of one sample's trunk output, from a dry run in evaluation mode."""
+    was_training = trunk.training
+    trunk.eval()
+    try:
+        with torch.no_grad():
+            param = next(trunk.parameters(), None)
+            kwargs = {} if param is None else {"dtype": param.dtype, "device": param.device}
+            out = trunk(torch.zeros((2, *sample_shape), **kwargs))
+    finally:
+        trunk.train(was_training)
+    return tuple(out.shape[1:])
 
 
 class RelationModule(MetricModule):
@@ -23,27 +80,32 @@ class RelationModule(MetricModule):
         self.relation = nn.Sequential(
             nn.Linear(3 * width, relation_hidden), nn.ReLU(), nn.Linear(relation_hidden, 1))
 
-    def scores(self, protos, fq, exact=False):
+    def _pairs(self, protos, fq):
         n_q, n_c = fq.shape[0], protos.shape[0]
         p = protos.unsqueeze(0).expand(n_q, -1, -1)
         q = fq.unsqueeze(1).expand(-1, n_c, -1)
-        pairs = torch.cat([p, q, (p - q).abs()], dim=2)
+        return torch.cat([p, q, (p - q).abs()], dim=2)
+
+    def scores(self, protos, fq, exact=False):
+        pairs = self._pairs(protos, fq)
         if exact:
             # float64 at prediction time: a row's scores do not depend on its position
-            params = {k: v.double() for k, v in self.relation.named_parameters()}
-            out = functional_call(self.relation, params, (pairs.double(),))
+            out = _double_call(self.relation, pairs)
             return torch.sigmoid(out.squeeze(-1)).to(fq.dtype)
         return torch.sigmoid(self.relation(pairs).squeeze(-1))
 
+    def prototypes(self, fs, ys, n_classes):
+        return class_means(fs, ys, n_classes)
+
     def logits(self, fs, ys, fq, n_classes):
-        return self.scores(class_means(fs, ys, n_classes), fq)
+        return self.scores(self.prototypes(fs, ys, n_classes), fq)
 
     def loss(self, logits, y, n_classes):
         return F.mse_loss(logits, F.one_hot(y, n_classes).to(logits.dtype))
 
     def adapt_state(self, Xs, ys, n_classes, **options):
         state = super().adapt_state(Xs, ys, n_classes, **options)
-        state["prototypes"] = class_means(state.pop("support"), ys, n_classes)
+        state["prototypes"] = self.prototypes(state.pop("support"), ys, n_classes)
         return state
 
     def predict_logits(self, state, X):
@@ -52,28 +114,122 @@ class RelationModule(MetricModule):
         return torch.log(scores.clamp_min(1e-12))
 
 
+class ConvRelation(nn.Module):
+    """The paper's relation module: scores ``(n_q, n_c)`` of query and class feature maps.
+
+    The class's and the query's maps ``(C, H, W)`` are concatenated along the
+    channels (``2C``) and scored by two ``conv3x3(64) -> batch norm -> ReLU ->
+    max-pool(2)`` blocks (no pooling of a map already 1 pixel wide), then
+    ``Linear(-> hidden) -> ReLU -> Linear(-> 1)`` (the logit of the score).
+    The first convolution of a concatenation is the sum of a convolution of
+    each half, so it is computed once per class and once per query and
+    summed for every pair: the same function as convolving all ``n_q * n_c``
+    concatenated pairs, at a fraction of the cost.
+    """
+
+    def __init__(self, map_shape, hidden):
+        from ..modules import BatchNorm2d
+
+        super().__init__()
+        channels, h, w = map_shape
+        self.pair_conv = nn.Conv2d(2 * channels, RELATION_CHANNELS, kernel_size=3, padding=1)
+        layers = []
+        for block in range(2):
+            if block:
+                layers.append(nn.Conv2d(RELATION_CHANNELS, RELATION_CHANNELS, kernel_size=3,
+                                        padding=1))
+            pool = min(h, w) >= 2
+            layers += [BatchNorm2d(RELATION_CHANNELS), nn.ReLU(),
+                       nn.MaxPool2d(2) if pool else nn.Identity()]
+            if pool:
+                h, w = math.floor(h / 2), math.floor(w / 2)
+        self.blocks = nn.Sequential(*layers, nn.Flatten())
+        self.fc = nn.Sequential(nn.Linear(RELATION_CHANNELS * h * w, hidden), nn.ReLU(),
+                                nn.Linear(hidden, 1))
+
+    def forward(self, protos, fq):
+        c = protos.shape[1]
+        weight = self.pair_conv.weight
+        by_class = F.conv2d(protos, weight[:, :c], self.pair_conv.bias, padding=1)
+        by_query = F.conv2d(fq, weight[:, c:], None, padding=1)
+        pairs = (by_query.unsqueeze(1) + by_class.unsqueeze(0)).flatten(0, 1)
+        return self.fc(self.blocks(pairs)).reshape(fq.shape[0], protos.shape[0])
+
+
+class ConvRelationModule(RelationModule):
+    """Relation networks on feature maps: the trunk returns ``(n, C, H, W)``, a
+    class's map is the mean of its support maps, :class:`ConvRelation` scores."""
+
+    def __init__(self, trunk, map_shape, relation_hidden):
+        MetricModule.__init__(self, trunk)
+        self.relation = ConvRelation(map_shape, relation_hidden)
+
+    def embed(self, X):
+        return self.trunk(X)
+
+    def _embed_chunks(self, X):
+        # float64 like the queries at prediction, so that support and query maps go
+        # through the same arithmetic; in small chunks, float64 maps being large
+        return torch.cat([_double_call(self.trunk, X[i:i + EXACT_CHUNK]).to(X.dtype)
+                          for i in range(0, X.shape[0], EXACT_CHUNK)])
+
+    def prototypes(self, fs, ys, n_classes):
+        flat = class_means(fs.flatten(1), ys, n_classes)
+        return flat.reshape(n_classes, *fs.shape[1:])
+
+    def scores(self, protos, fq, exact=False):
+        if not exact:
+            return torch.sigmoid(self.relation(protos, fq))
+        step = max(1, PAIRS_PER_CHUNK // protos.shape[0])
+        outs = [_double_call(self.relation, protos, fq[i:i + step])
+                for i in range(0, fq.shape[0], step)]
+        return torch.sigmoid(torch.cat(outs)).to(fq.dtype)
+
+    def predict_logits(self, state, X):
+        scores = self.scores(state["prototypes"], self._embed_chunks(X), exact=True)
+        return torch.log(scores.clamp_min(1e-12))
+
+
 class RelationClassifier(MetricFewShotClassifier):
     """Relation networks: a learned similarity between a query and each class.
 
     The embeddings of a class's support examples are averaged (the paper
-    sums them for K > 1 shots; the mean keeps the scale independent of K),
-    concatenated with the query's embedding and scored in (0, 1) by a
-    relation module, trained with the squared error to the one-hot target
-    (Sung et al., 2018). The relation module here is an MLP on the
-    concatenation of the two embeddings and their absolute difference (the
-    paper's is convolutional on the two feature maps).
+    sums them for K > 1 shots; the mean keeps a class's input to the
+    relation module on the scale of one example's, so that a model trained
+    1-shot scores 5-shot support sets as well), paired with the query's
+    embedding and scored in (0, 1) by a relation module, trained with the
+    squared error to the one-hot target (Sung et al., 2018).
     ``predict_proba`` returns the relation scores normalised to sum to 1.
+
+    With ``relation="conv"`` (the default for images) the module follows the
+    paper's Omniglot architecture: the embedding is four ``conv3x3(64) ->
+    batch norm -> ReLU`` blocks with a 2x2 max-pool after the first two only,
+    so 28x28 images give 64x7x7 feature maps (the paper's unpadded
+    convolutions give 5x5); the class's and the query's maps are concatenated
+    along the channels (128) and the relation module is two ``conv3x3(64) ->
+    batch norm -> ReLU -> max-pool(2)`` blocks, then ``Linear(-> 8) -> ReLU
+    -> Linear(8 -> 1) -> sigmoid``. With ``relation="mlp"`` it is an MLP on
+    the concatenation of the two flat embeddings and their absolute difference.
 
     Parameters
     ----------
-    relation_hidden : int, default=32
-        Width of the relation module's hidden layer.
+    relation_hidden : int or None, default=None
+        Width of the relation module's hidden fully connected layer; ``None``
+        is the paper's 8 for ``"conv"`` and 32 for ``"mlp"``.
+    relation : {"auto", "conv", "mlp"}, default="auto"
+        The relation module. ``"conv"`` scores feature maps as in the paper:
+        with ``module=None`` and image X, the embedding is the feature-map
+        network above; a user ``module`` must then return maps ``(n, C, H, W)``.
+        ``"mlp"`` scores flat embeddings (image X then get the default
+        :class:`~sktransfer.modules.Conv4` trunk, flattened). ``"auto"`` is
+        ``"conv"`` for image X with ``module=None`` or a module that returns
+        feature maps, else ``"mlp"``.
     n_way : int or None, default=None
     k_shot : int, default=1
     n_query : int or None, default=None
     episodes_per_epoch : int, default=100
     module : None, nn.Module class, factory or instance, default=None
-        The embedding network (MLP for 2-D X, Conv4 for images).
+        The embedding network (MLP for 2-D X; for images see ``relation``).
     hidden_layer_sizes : tuple of int, default=(64,)
     optimizer : torch optimizer class, default=torch.optim.Adam
     lr : float, default=1e-3
@@ -88,10 +244,19 @@ class RelationClassifier(MetricFewShotClassifier):
     net_ : skorch.NeuralNet
     classes_ : ndarray
     n_way_, n_query_ : int
+    relation_ : str
+        The relation module used, ``"conv"`` or ``"mlp"``.
     adapted_state_ : dict
-        The class prototypes ``predict`` scores against.
+        The class prototypes ``predict`` scores against (mean feature maps
+        with ``relation_="conv"``).
     n_features_in_ : int
     input_shape_ : tuple
+
+    Notes
+    -----
+    At prediction the relation module (and, for ``"conv"``, the embedding)
+    runs in float64, so that a row's scores do not depend on which other rows
+    share its batch; training runs in float32.
 
     Examples
     --------
@@ -100,6 +265,8 @@ class RelationClassifier(MetricFewShotClassifier):
     >>> X, y = load_digits(return_X_y=True)
     >>> X = X / 16
     >>> rel = RelationClassifier(max_epochs=5, random_state=0).fit(X[y < 5], y[y < 5])
+    >>> rel.relation_
+    'mlp'
     >>> new = rel.adapt(X[y >= 5][:50], y[y >= 5][:50])
     >>> new.score(X[y >= 5][50:], y[y >= 5][50:]) > 0.4
     True
@@ -107,7 +274,8 @@ class RelationClassifier(MetricFewShotClassifier):
 
     def __init__(
         self,
-        relation_hidden=32,
+        relation_hidden=None,
+        relation="auto",
         n_way=None,
         k_shot=1,
         n_query=None,
@@ -126,6 +294,7 @@ class RelationClassifier(MetricFewShotClassifier):
         net_params=None,
     ):
         self.relation_hidden = relation_hidden
+        self.relation = relation
         self.n_way = n_way
         self.k_shot = k_shot
         self.n_query = n_query
@@ -146,7 +315,32 @@ class RelationClassifier(MetricFewShotClassifier):
     def _check_params(self):
         from ._episodes import _check_positive_int
 
-        _check_positive_int(self.relation_hidden, "relation_hidden", 1)
+        if not isinstance(self.relation, str) or self.relation not in RELATIONS:
+            raise ValueError(f"relation must be one of {RELATIONS}, got {self.relation!r}")
+        if self.relation_hidden is not None:
+            _check_positive_int(self.relation_hidden, "relation_hidden", 1)
 
-    def _metric_module(self, trunk, sample_shape):
-        return RelationModule(trunk, trunk_width(trunk, sample_shape), int(self.relation_hidden))
+    def _build_module(self, sample_shape, sizes, n_way, *, k_shot, n_query, device):
+        relation = self.relation
+        if relation != "mlp" and self.module is None and len(sample_shape) == 3:
+            trunk = feature_map_trunk(sample_shape)
+        else:
+            trunk = self._make_trunk(sample_shape, sizes)
+        if relation != "mlp":
+            out_shape = trunk_output_shape(trunk, sample_shape)
+            if relation == "auto":
+                relation = "conv" if len(out_shape) == 3 else "mlp"
+            elif len(out_shape) != 3:
+                raise ValueError(
+                    "relation='conv' needs feature maps: image X of shape (n, C, H, W) with "
+                    "module=None, or a module that returns (n, C, H, W); the embedding has "
+                    f"sample shape {out_shape}"
+                )
+        if relation == "conv":
+            hidden = 8 if self.relation_hidden is None else int(self.relation_hidden)
+            return ConvRelationModule(trunk, out_shape, hidden)
+        hidden = 32 if self.relation_hidden is None else int(self.relation_hidden)
+        return RelationModule(trunk, trunk_width(trunk, sample_shape), hidden)
+
+    def _after_fit(self, net):
+        self.relation_ = "conv" if isinstance(net.module_, ConvRelationModule) else "mlp"
