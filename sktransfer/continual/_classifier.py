@@ -82,14 +82,10 @@ class ContinualClassifier(BaseContinualClassifier):
     callbacks, train_split, device, random_state, verbose, net_params
         See :class:`~sktransfer.base.NeuralEstimatorMixin`.
     precision : {"fp32", "bf16"}, default="fp32"
-        ``"bf16"`` trains and predicts with bfloat16 mixed precision
-        (forward passes under :func:`torch.autocast`, float32 weights and
-        losses); see :class:`~sktransfer.base.AutocastMixin`.
+        ``"bf16"``: bfloat16 mixed precision.
     accelerator : None or accelerate.Accelerator, default=None
-        Train through Hugging Face Accelerate: on the accelerator's device,
-        in its mixed precision, and data parallel when the script runs under
-        ``accelerate launch`` or ``torchrun`` with several processes (see the
-        "Scaling" guide). ``device`` is then ignored.
+        Train through Hugging Face Accelerate, data parallel under a
+        launcher. Both: see :class:`~sktransfer.base.NeuralEstimatorMixin`.
 
     Attributes
     ----------

@@ -129,9 +129,8 @@ class ProgressiveNetworkClassifier(BaseContinualClassifier):
     callbacks, train_split, device, random_state, verbose, net_params
         See :class:`~sktransfer.base.NeuralEstimatorMixin`.
     precision : {"fp32", "bf16"}, default="fp32"
-        ``"bf16"`` trains and predicts with bfloat16 mixed precision
-        (forward passes under :func:`torch.autocast`, float32 weights and
-        losses); see :class:`~sktransfer.base.AutocastMixin`.
+        ``"bf16"``: bfloat16 mixed precision; see
+        :class:`~sktransfer.base.NeuralEstimatorMixin`.
 
     Attributes
     ----------

@@ -1,9 +1,10 @@
 """The network that gradient-based meta-learners adapt: a trunk and a linear head."""
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Learner", "build_trunk", "trunk_width"]
+__all__ = ["Learner", "build_trunk", "trunk_output_shape", "trunk_width"]
 
 
 class Learner(nn.Module):
@@ -22,11 +23,8 @@ class Learner(nn.Module):
         return self.head(self.trunk(X).flatten(1))
 
 
-def trunk_width(trunk, sample_shape):
-    """Width of the trunk's (flattened) output, from ``out_features_`` or a dry run."""
-    width = getattr(trunk, "out_features_", None)
-    if width is not None:
-        return int(width)
+def trunk_output_shape(trunk, sample_shape):
+    """Shape of one sample's trunk output, from a dry run in evaluation mode."""
     was_training = trunk.training
     trunk.eval()
     try:
@@ -36,7 +34,15 @@ def trunk_width(trunk, sample_shape):
             out = trunk(torch.zeros((2, *sample_shape), **kwargs))
     finally:
         trunk.train(was_training)
-    return int(out.reshape(out.shape[0], -1).shape[1])
+    return tuple(out.shape[1:])
+
+
+def trunk_width(trunk, sample_shape):
+    """Width of the trunk's (flattened) output, from ``out_features_`` or a dry run."""
+    width = getattr(trunk, "out_features_", None)
+    if width is not None:
+        return int(width)
+    return int(np.prod(trunk_output_shape(trunk, sample_shape)))
 
 
 def build_trunk(estimator, sample_shape, hidden_layer_sizes):

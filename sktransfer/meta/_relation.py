@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from ._learner import trunk_width
+from ._learner import trunk_output_shape, trunk_width
 from ._metric import MetricFewShotClassifier, MetricModule, class_means
 
 __all__ = ["RelationClassifier"]
@@ -52,20 +52,6 @@ def feature_map_trunk(sample_shape):
                 continue
         layers.append(layer)
     return nn.Sequential(*layers)
-
-
-def trunk_output_shape(trunk, sample_shape):
-    """Shape of one sample's trunk output, from a dry run in evaluation mode."""
-    was_training = trunk.training
-    trunk.eval()
-    try:
-        with torch.no_grad():
-            param = next(trunk.parameters(), None)
-            kwargs = {} if param is None else {"dtype": param.dtype, "device": param.device}
-            out = trunk(torch.zeros((2, *sample_shape), **kwargs))
-    finally:
-        trunk.train(was_training)
-    return tuple(out.shape[1:])
 
 
 class RelationModule(MetricModule):

@@ -63,15 +63,10 @@ class MultiTaskRegressor(MultiTaskMixin, RegressorMixin, BaseEstimator):
     net_params : dict or None, default=None
         See :class:`~sktransfer.base.NeuralEstimatorMixin` for these.
     precision : {"fp32", "bf16"}, default="fp32"
-        ``"bf16"`` trains and predicts with bfloat16 mixed precision
-        (forward passes under :func:`torch.autocast`, float32 weights and
-        losses); see :class:`~sktransfer.base.AutocastMixin`.
+        ``"bf16"``: bfloat16 mixed precision.
     accelerator : None or accelerate.Accelerator, default=None
-        Train through Hugging Face Accelerate: on the accelerator's device,
-        in its mixed precision, and data parallel when the script runs under
-        ``accelerate launch`` or ``torchrun`` with several processes (see the
-        "Scaling" guide; the weightings with their own gradient step run in
-        one process only). ``device`` is then ignored.
+        Train through Hugging Face Accelerate, data parallel under a
+        launcher. Both: see :class:`~sktransfer.base.NeuralEstimatorMixin`.
 
     Attributes
     ----------

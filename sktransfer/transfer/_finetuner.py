@@ -113,9 +113,8 @@ _PARAMS_DOC = """
         See :class:`~sktransfer.base.NeuralEstimatorMixin` for these. The
         optimizer's parameter groups are built by the estimator.
     precision : {"fp32", "bf16"}, default="fp32"
-        ``"bf16"`` trains and predicts with bfloat16 mixed precision
-        (forward passes under :func:`torch.autocast`, float32 weights and
-        losses); see :class:`~sktransfer.base.AutocastMixin`.
+        ``"bf16"``: bfloat16 mixed precision; see
+        :class:`~sktransfer.base.NeuralEstimatorMixin`.
 """
 
 _ATTRS_DOC = """
