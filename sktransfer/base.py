@@ -202,8 +202,11 @@ class LeanNotifyMixin:
     skorch calls three hooks of every callback on every batch; the default
     callbacks implement none of them, and for small networks the calls cost
     a noticeable share of a step. This mixin calls a per-batch hook only on
-    the callbacks whose class overrides it (the net's own hook is always
-    called). Epoch- and train-level hooks are unchanged.
+    the callbacks whose class overrides it (the net's own hooks, which keep
+    the batch history, are always called), and sends a batch
+    that is already a dict of CPU tensors for a CPU net straight to the
+    module (skorch's ``infer`` would convert, move and check it again).
+    Epoch- and train-level hooks are unchanged.
     """
 
     def notify(self, method_name, **cb_kwargs):
@@ -213,6 +216,16 @@ class LeanNotifyMixin:
         for cb in self._callbacks_implementing(method_name):
             getattr(cb, method_name)(self, **cb_kwargs)
         return None
+
+    def infer(self, x, **fit_params):
+        # skorch converts and moves every batch and checks its keys against the
+        # fit params; a dict of CPU tensors from the in-memory iterator, on a CPU
+        # net without fit params, goes straight to the module
+        if (not fit_params and type(x) is dict and self.device == "cpu"
+                and all(type(v) is torch.Tensor and v.device.type == "cpu"
+                        for v in x.values())):
+            return self.module_(**x)
+        return super().infer(x, **fit_params)
 
     def _callbacks_implementing(self, method_name):
         from skorch.callbacks import Callback

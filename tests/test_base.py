@@ -176,3 +176,22 @@ def test_module_factory_must_return_a_module():
         MultiTaskClassifier(module=lambda: 3, max_epochs=1).fit(X, y)
     with pytest.raises(TypeError, match="pretrained factory must.*returned str"):
         FineTuner(lambda: "net", max_epochs=1).fit(X, y)
+
+
+def test_lean_infer_fast_path_matches_skorch():
+    from sklearn.datasets import load_digits
+    from skorch import NeuralNet
+
+    from sktransfer import MultiTaskClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16).astype(np.float32)
+    task = np.arange(len(y)) % 2
+    clf = MultiTaskClassifier(hidden_layer_sizes=(8,), max_epochs=1, random_state=0)
+    clf.fit(X[:200], y[:200], task_ids=task[:200])
+    net = clf.net_
+    batch = {"X": torch.as_tensor(X[:16]), "task_ids": torch.as_tensor(task[:16])}
+    torch.testing.assert_close(net.infer(batch), NeuralNet.infer(net, batch))
+    # numpy inputs (not the iterator's tensors) take skorch's path and agree
+    numpy_batch = {"X": X[:16], "task_ids": task[:16]}
+    torch.testing.assert_close(net.infer(numpy_batch), net.infer(batch))

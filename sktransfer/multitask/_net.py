@@ -99,7 +99,7 @@ class MultiTaskLoss(nn.Module):
         return sums / counts.clamp(min=1), counts
 
 
-class MultiTaskNet(LeanNotifyMixin, AutocastMixin, NeuralNet):
+class MultiTaskNet(AutocastMixin, LeanNotifyMixin, NeuralNet):
     """skorch net whose loss is a weighted combination of per-task losses."""
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
