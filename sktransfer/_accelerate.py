@@ -104,14 +104,17 @@ class AcceleratedNetMixin(AccelerateMixin):
         params = [p for p in self.module_.parameters() if p.requires_grad]
         if not params:
             return
-        has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32,
-                           device=self.accelerator.device)
-        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                          for p in params])
-        has = self.accelerator.reduce(has, "sum")
-        flat = self.accelerator.reduce(flat, "mean")
+        # the gradients and, at the end, one "has a gradient" flag per parameter
+        flat = torch.cat(
+            [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+             for p in params]
+            + [torch.tensor([p.grad is not None for p in params], dtype=params[0].dtype,
+                            device=params[0].device)])
+        flat = self.accelerator.reduce(flat, "sum")
+        has = flat[-len(params):].tolist()
+        flat = flat[:-len(params)] / self.n_processes
         offset = 0
-        for p, used in zip(params, has.tolist()):
+        for p, used in zip(params, has):
             n = p.numel()
             if used:
                 p.grad = flat[offset:offset + n].view_as(p).clone()

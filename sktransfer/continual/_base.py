@@ -215,9 +215,9 @@ class AcceleratedContinualNet(AcceleratedNetMixin, ContinualNet):
 
     def train_step_single(self, batch, **fit_params):
         # ContinualNet's step (batch augmentation, gradient hooks of the
-        # strategies) with Accelerate's backward and mixed precision
-        with self.accelerator.autocast():
-            return ContinualNet.train_step_single(self, batch, **fit_params)
+        # strategies), not AccelerateMixin's; infer runs under the accelerator's
+        # autocast and _backward is Accelerate's
+        return ContinualNet.train_step_single(self, batch, **fit_params)
 
     def _backward(self, loss):
         self.accelerator.backward(loss)

@@ -46,6 +46,31 @@ def state_to(state, device):
     return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in state.items()}
 
 
+def predict_adapted(estimator, X):
+    """The fitted module's outputs for ``X`` under ``estimator.adapted_state_``.
+
+    Validates ``X``, runs ``module.predict_logits`` in evaluation mode and
+    without gradients, ``PREDICT_CHUNK`` rows at a time, and returns a float32
+    CPU tensor.
+    """
+    check_is_fitted(estimator, "net_")
+    X = estimator._validate_X(X, reset=False)
+    module = estimator.net_.module_
+    device = str(estimator.net_.device)
+    was_training = module.training
+    module.eval()
+    outs = []
+    state = state_to(estimator.adapted_state_, device)
+    try:
+        with estimator._torch_context(device=device), torch.no_grad():
+            for start in range(0, X.shape[0], PREDICT_CHUNK):
+                Xi = torch.tensor(X[start:start + PREDICT_CHUNK]).to(device)
+                outs.append(module.predict_logits(state, Xi).float().cpu())
+    finally:
+        module.train(was_training)
+    return torch.cat(outs)
+
+
 class TaskSource:
     """Draws meta-batches of episodes and stacks them as tensors on the device."""
 
@@ -307,22 +332,7 @@ class FewShotClassifierMixin:
 
     # --------------------------------------------------------------- predict
     def _logits(self, X):
-        check_is_fitted(self, "net_")
-        X = self._validate_X(X, reset=False)
-        module = self.net_.module_
-        device = str(self.net_.device)
-        was_training = module.training
-        module.eval()
-        outs = []
-        state = state_to(self.adapted_state_, device)
-        try:
-            with self._torch_context(device=device), torch.no_grad():
-                for start in range(0, X.shape[0], PREDICT_CHUNK):
-                    Xi = torch.tensor(X[start:start + PREDICT_CHUNK]).to(device)
-                    outs.append(module.predict_logits(state, Xi).float().cpu())
-        finally:
-            module.train(was_training)
-        return torch.cat(outs)
+        return predict_adapted(self, X)
 
     def predict_proba(self, X):
         """Class probabilities over ``classes_`` (those of ``fit``, or of the support set

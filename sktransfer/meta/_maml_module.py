@@ -139,7 +139,16 @@ class MAMLModule(nn.Module):
     def __getstate__(self):
         state = self.__dict__.copy()
         state.pop("_compiled", None)  # compiled code is rebuilt after unpickling
+        state.pop("_plans", None)  # so are the functional forwards
         return state
+
+    def _functional_forward(self, channels_last=False):
+        """:func:`functional_forward_fn` of the learner, planned once per memory format."""
+        plans = self.__dict__.setdefault("_plans", {})
+        if channels_last not in plans:
+            plans[channels_last] = functional_forward_fn(self.learner,
+                                                         channels_last=channels_last)
+        return plans[channels_last]
 
     # ---------------------------------------------------------------- pieces
     @property
@@ -185,7 +194,7 @@ class MAMLModule(nn.Module):
                                 p.get("head.bias", head["head.bias"]))
             return forward, fs, fq
         learner = self.learner
-        compiled = functional_forward_fn(learner, channels_last=channels_last)
+        compiled = self._functional_forward(channels_last)
         if compiled is not None:
             base = params if params is not None else dict(learner.named_parameters())
 
@@ -268,7 +277,7 @@ class MAMLModule(nn.Module):
         """The first-order per-task gradient as one function, compiled once."""
         compiled = self.__dict__.get("_compiled")
         if compiled is None:
-            forward = functional_forward_fn(self.learner)
+            forward = self._functional_forward()
             loss_fn, steps, lr = self.loss_fn, self.inner_steps, self.inner_lr
             adapt = set(self.adapt_names)
             classification = self.task == "classification"
@@ -326,6 +335,7 @@ class MAMLModule(nn.Module):
             try:
                 loss, metric = self._meta_vmap(tasks, backward)
             except (RuntimeError, NotImplementedError) as exc:
+                # torch's errors for an operation without a batching rule under vmap
                 for p in self.parameters():
                     p.grad = None
                 self.task_batching = "loop"
@@ -372,8 +382,7 @@ class MAMLModule(nn.Module):
         return params
 
     def predict_logits(self, state, X):
-        compiled = functional_forward_fn(self.learner,
-                                         channels_last=self._use_channels_last(X))
+        compiled = self._functional_forward(self._use_channels_last(X))
         if compiled is not None:
             return compiled(state, X)
         return functional_call(self.learner, state, (X,))

@@ -8,7 +8,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 
 from ..base import NeuralEstimatorMixin
-from ._base import PREDICT_CHUNK, PREDICT_SUPPORT_TOTAL, EpisodicNet, TaskSource, state_to
+from ._base import PREDICT_SUPPORT_TOTAL, EpisodicNet, TaskSource, predict_adapted, state_to
 from ._episodes import Episode, _check_positive_int
 from ._maml import MAMLParamsMixin
 
@@ -282,20 +282,5 @@ class MAMLRegressor(MAMLParamsMixin, NeuralEstimatorMixin, RegressorMixin, BaseE
         -------
         ndarray of shape (n_samples,)
         """
-        check_is_fitted(self, "net_")
-        X = self._validate_X(X, reset=False)
-        module = self.net_.module_
-        device = str(self.net_.device)
-        was_training = module.training
-        module.eval()
-        outs = []
-        state = state_to(self.adapted_state_, device)
-        try:
-            with self._torch_context(device=device), torch.no_grad():
-                for start in range(0, X.shape[0], PREDICT_CHUNK):
-                    Xi = torch.tensor(X[start:start + PREDICT_CHUNK]).to(device)
-                    outs.append(module.predict_logits(state, Xi)
-                                .float().cpu().reshape(-1))
-        finally:
-            module.train(was_training)
-        return torch.cat(outs).numpy() * self.y_scale_ + self.y_mean_
+        out = predict_adapted(self, X).reshape(-1)
+        return out.numpy() * self.y_scale_ + self.y_mean_

@@ -173,8 +173,7 @@ class AcceleratedMultiTaskNet(AcceleratedNetMixin, MultiTaskNet):
         if getattr(self.module_.weighter, "custom_step", False):
             from ._gradient_step import gradient_train_step
 
-            with self.accelerator.autocast():
-                return gradient_train_step(self, batch, **fit_params)
+            return gradient_train_step(self, batch, **fit_params)  # infer autocasts
         return super().train_step_single(batch, **fit_params)
 
     @staticmethod
