@@ -12,8 +12,10 @@ published accuracies (MAML 98.7 / 99.9 / 95.8 / 98.9 and ProtoNet
 98.8 / 99.7 / 96.0 / 98.9 for 5w1s / 5w5s / 20w1s / 20w5s, on the
 "evaluation" alphabets with rotations).
 
-MAML is meta-trained 5-way, and a MAML model answers the number of ways it
-was trained for, so its 20-way columns are empty. ``MatchingFCE`` is
+MAML and FOMAML are meta-trained 5-way (one inner step, rate 0.4, as in the
+paper) and MAML20 20-way (five inner steps, rate 0.1, as in the paper); a
+MAML model is evaluated only at the number of ways it was trained for, as
+the paper reports it, so the other columns are empty. ``MatchingFCE`` is
 MatchingNet with full context embeddings (``fce=True``); ``RelationNet`` has
 the paper's convolutional relation module (the default for images),
 ``RelationMLP`` an MLP one (``relation="mlp"``).
@@ -51,6 +53,10 @@ def methods(scale, maml_iterations=100, maml_batch=4):
         "MAML": MAMLClassifier(n_way=5, k_shot=1, n_query=5, inner_lr=0.4, inner_steps=1,
                                inner_steps_test=3, batch_size=maml_batch,
                                episodes_per_epoch=maml_episodes, max_epochs=1, random_state=0),
+        "MAML20": MAMLClassifier(n_way=20, k_shot=1, n_query=5, inner_lr=0.1, inner_steps=5,
+                                 inner_steps_test=5, batch_size=maml_batch,
+                                 episodes_per_epoch=maml_episodes, max_epochs=1,
+                                 random_state=0),
         "FOMAML": MAMLClassifier(n_way=5, k_shot=1, n_query=5, inner_lr=0.4, inner_steps=1,
                                  inner_steps_test=3, first_order=True, batch_size=maml_batch,
                                  episodes_per_epoch=maml_episodes, max_epochs=1,

@@ -10,7 +10,13 @@ Accelerate. The same script runs
 * data parallel on several GPUs:
   ``accelerate launch --multi_gpu --num_processes 2 examples/accelerate_data_parallel.py``;
 * data parallel on several CPU processes (gloo):
-  ``torchrun --nproc_per_node 2 examples/accelerate_data_parallel.py``.
+  ``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2
+  examples/accelerate_data_parallel.py`` (or ``torchrun --standalone
+  --nproc_per_node 2`` with ``ACCELERATE_USE_CPU=1``).
+
+On two CPU processes it printed ``multitask_accuracy=0.932
+continual_accuracy=0.866 same_weights_on_every_process=True`` (one process:
+0.947 and 0.884; each process takes half as many steps per epoch).
 
 Each process trains on its shard of every epoch's batches and the gradients
 are averaged across processes, so every process ends with the same weights

@@ -1,4 +1,4 @@
-"""Run by tests/test_accelerate.py under ``torchrun --nproc_per_node 2`` (not collected).
+"""Run by tests/test_accelerate.py under ``accelerate launch`` with 2 processes (not collected).
 
 Checks data-parallel training through Accelerate in two CPU processes (gloo)
 and prints one JSON line from process 0:

@@ -2,7 +2,7 @@
 
 In one process an accelerated fit must give the same model as a plain one
 (same batches, same arithmetic). Data parallelism is checked in two CPU
-processes started with ``torchrun`` (gloo): the averaged gradient of two
+processes started with ``accelerate launch`` (gloo): the averaged gradient of two
 half batches is the gradient of the whole batch, so two processes on batch 32
 must end where one process on batch 64 ends, and every process must hold
 the same weights.
@@ -11,7 +11,7 @@ the same weights.
 import json
 import os
 import pickle
-import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -104,10 +104,16 @@ def test_bad_accelerator_settings_are_clear_errors(accelerator, digits):
     assert not hasattr(clf, "net_")
 
 
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def test_two_processes_average_gradients(tmp_path, digits):
-    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
-    if not Path(torchrun).exists():
-        pytest.skip("torchrun is not available")
+    launcher = Path(sys.executable).with_name("accelerate")
+    if not launcher.exists():
+        pytest.skip("the accelerate launcher is not installed")
     X, _, Y = digits
     # the reference: one process, batch 64 = the two processes' batches of 32 together
     one = MultiTaskClassifier(weighting="uncertainty", hidden_layer_sizes=(16,), batch_size=64,
@@ -118,8 +124,12 @@ def test_two_processes_average_gradients(tmp_path, digits):
     env = dict(os.environ, SKTRANSFER_REFERENCE=str(reference), ACCELERATE_USE_CPU="1",
                SKTRANSFER_NUM_THREADS="1", OMP_NUM_THREADS="1")
     worker = Path(__file__).with_name("accelerate_worker.py")
-    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", str(worker)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    # accelerate launch on CPUs: --multi_gpu starts the processes (through
+    # torch.distributed), ACCELERATE_USE_CPU makes them CPU processes (gloo)
+    cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--main_process_port", str(_free_port()), "--mixed_precision", "no",
+           "--dynamo_backend", "no", str(worker)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
     assert out["processes"] == 2
