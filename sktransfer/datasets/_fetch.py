@@ -65,7 +65,24 @@ def get_data_home(data_home=None):
     """
     if data_home is None:
         data_home = os.environ.get(DATA_HOME_ENV) or _DEFAULT_DATA_HOME
-    return os.path.expanduser(os.fspath(data_home))
+    try:
+        data_home = os.fspath(data_home)
+    except TypeError:
+        raise TypeError(
+            f"data_home must be a folder path (str or path-like) or None, got "
+            f"{type(data_home).__name__} {data_home!r}"
+        ) from None
+    if isinstance(data_home, bytes):
+        data_home = os.fsdecode(data_home)
+    return os.path.expanduser(data_home)
+
+
+def bad_file_hint(path):
+    """How to recover from a corrupt or wrong local data file: the end of error messages."""
+    return (
+        f"Delete {path!r} so that the official file is downloaded again, or point data_home "
+        f"(or the {DATA_HOME_ENV} environment variable) at a folder that holds a good copy."
+    )
 
 
 def get_user_cache_home():
@@ -151,6 +168,10 @@ def download(remote, dest):
         writable, cause = False, exc
     if not writable:
         reason = f"Cannot download into {folder!r}: the folder is not writable."
+        blocking = _first_non_folder(folder)
+        if blocking is not None:
+            reason = (f"Cannot download into {folder!r}: {blocking!r} is a file, not a "
+                      "folder.")
         raise FileNotFoundError(_missing_message(remote, dest, [dest], reason)) from cause
     failures, checksum_error, last_exc = [], None, None
     for url in remote.urls:
@@ -169,7 +190,10 @@ def download(remote, dest):
                 checksum_error = ChecksumError(
                     f"Downloaded file {remote.filename!r} from {url} has a wrong checksum: "
                     f"expected {expected}, got {actual}. The download was deleted "
-                    f"(it would have been saved as {dest!r})."
+                    f"(it would have been saved as {dest!r}). The server may have sent an "
+                    "error page or a truncated file: try again later, or save a good copy "
+                    f"as {dest!r} yourself (local copies are checked by their content, "
+                    "not their checksum)."
                 )
                 failures.append(f"{url}: wrong checksum")
                 continue
@@ -253,6 +277,17 @@ def _cache_dirs(data_home):
 
 def _cache_file_name(name, key):
     return f"{name}-{key[:16]}.npz"
+
+
+def _first_non_folder(path):
+    """The nearest existing ancestor of ``path`` (or itself) if it is not a folder, else None."""
+    probe = path
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            return None
+        probe = parent
+    return None if os.path.isdir(probe) else probe
 
 
 def _writable_dir(path):

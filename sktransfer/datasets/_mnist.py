@@ -1,12 +1,13 @@
 """MNIST loader, reading the official IDX files."""
 
 import gzip
+import math
 import zlib
 
 import numpy as np
 from sklearn.utils import Bunch
 
-from ._fetch import RemoteFile, fetch_file, get_data_home
+from ._fetch import RemoteFile, bad_file_hint, fetch_file, get_data_home
 
 __all__ = ["load_mnist"]
 
@@ -67,29 +68,38 @@ applied to document recognition. Proceedings of the IEEE, 86(11), 2278-2324.
 
 def _read_idx(path, magic):
     """Parse an IDX file (gzip-compressed or not) of unsigned bytes; check its header."""
+    hint = bad_file_hint(path)
     try:
         with open(path, "rb") as f:
             raw = f.read()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
+    except OSError as exc:
         raise ValueError(f"Cannot read IDX file {path!r}: {exc}") from exc
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ValueError(
+                f"Cannot read IDX file {path!r}: it is not a valid gzip file, probably "
+                f"truncated or corrupt ({type(exc).__name__}: {exc}). {hint}"
+            ) from exc
     found = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
     if found != magic:
         found = "none (file too short)" if found is None else f"0x{found:08x}"
+        kind = "images" if magic == _IMAGES_MAGIC else "labels"
         raise ValueError(
-            f"{path!r} is not an MNIST IDX file: magic number {found}, expected "
-            f"0x{magic:08x}. Delete it to download the official file."
+            f"{path!r} is not an MNIST {kind} IDX file: magic number {found}, expected "
+            f"0x{magic:08x}. {hint}"
         )
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"IDX file {path!r} is truncated (incomplete header).")
+        raise ValueError(f"IDX file {path!r} is truncated (incomplete header). {hint}")
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    if len(raw) != header + int(np.prod(shape)):
+    expected = header + math.prod(shape)
+    if len(raw) != expected:
         raise ValueError(
             f"IDX file {path!r} is corrupt: header says shape {shape} "
-            f"({header + int(np.prod(shape))} bytes) but it holds {len(raw)} bytes."
+            f"({expected} bytes) but it holds {len(raw)} bytes. {hint}"
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
@@ -154,7 +164,9 @@ def load_mnist(
     OSError
         If a file is missing and cannot be downloaded, or a download has a wrong checksum.
     ValueError
-        If a local file is not a valid MNIST IDX file.
+        If a local file is not a valid MNIST IDX file (truncated or corrupt gzip data, a
+        wrong magic number, a header that does not match the contents); the message names
+        the file and the problem.
 
     Examples
     --------
@@ -179,13 +191,21 @@ def load_mnist(
     images = _read_idx(paths[0], _IMAGES_MAGIC)
     labels = _read_idx(paths[1], _LABELS_MAGIC)
     if images.shape[1:] != (28, 28):
-        raise ValueError(f"{paths[0]!r} holds {images.shape[1:]} images, expected 28x28.")
+        raise ValueError(
+            f"{paths[0]!r} holds {images.shape[1:]} images, expected 28x28. "
+            + bad_file_hint(paths[0])
+        )
     if len(images) != len(labels):
         raise ValueError(
-            f"{paths[0]!r} holds {len(images)} images but {paths[1]!r} holds {len(labels)} labels."
+            f"{paths[0]!r} holds {len(images)} images but {paths[1]!r} holds {len(labels)} "
+            "labels: the two files do not belong together. Delete both so that they are "
+            "downloaded again, or replace them with the matching pair."
         )
     if labels.size and labels.max() > 9:
-        raise ValueError(f"{paths[1]!r} holds labels above 9: not MNIST digit labels.")
+        raise ValueError(
+            f"{paths[1]!r} holds labels above 9: not MNIST digit labels. "
+            + bad_file_hint(paths[1])
+        )
 
     data = images.astype(np.float32)
     data /= np.float32(255)

@@ -1,19 +1,22 @@
 """Omniglot loader (Lake, Salakhutdinov & Tenenbaum, 2015)."""
 
 import io
+import lzma
 import numbers
 import os
 import re
 import zipfile
+import zlib
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from sklearn.utils import Bunch
 
 from ._fetch import (
     RemoteFile,
+    bad_file_hint,
     fetch_file,
     find_local_dir,
     get_data_home,
@@ -21,6 +24,7 @@ from ._fetch import (
     save_cache,
     source_fingerprint,
 )
+from ._validation import InvalidParameterError
 
 __all__ = ["load_omniglot"]
 
@@ -106,10 +110,27 @@ def _parse_layout(names, set_name, source):
         raise ValueError(
             f"{source!r} does not have the Omniglot layout "
             f"'{set_name}/<alphabet>/<character>/<id>_<drawer>.png': {found}. "
-            "Delete it to download the official file, or replace it with a correct copy."
+            + bad_file_hint(source)
         )
     records.sort(key=lambda r: (_natural_key(r[0]), _natural_key(r[1]), r[2], r[3]))
     return records
+
+
+# What zipfile raises on a damaged archive or member: bad headers and CRCs (BadZipFile),
+# damaged compressed data (zlib.error, lzma.LZMAError, OSError from bz2), data cut short
+# (EOFError), encrypted members (RuntimeError), unknown compression (NotImplementedError),
+# nonsense offsets (ValueError, OSError).
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    EOFError,
+    OSError,
+    RuntimeError,
+    NotImplementedError,
+    ValueError,
+)
 
 
 class _ZipImages:
@@ -117,15 +138,25 @@ class _ZipImages:
         self.path = path
         try:
             self._zip = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as exc:
+        except _ZIP_ERRORS as exc:
             raise ValueError(
-                f"{path!r} is not a readable zip file ({exc}). Delete it to download the "
-                "official file, or replace it with a correct copy."
+                f"{path!r} is not a readable zip file, probably truncated or corrupt "
+                f"({type(exc).__name__}: {exc}). " + bad_file_hint(path)
             ) from exc
-        self.records = _parse_layout(self._zip.namelist(), set_name, path)
+        try:
+            self.records = _parse_layout(self._zip.namelist(), set_name, path)
+        except ValueError:
+            self._zip.close()
+            raise
 
     def read(self, name):
-        return self._zip.read(name)
+        try:
+            return self._zip.read(name)
+        except _ZIP_ERRORS as exc:
+            raise ValueError(
+                f"{self.path!r} is corrupt: its member {name!r} cannot be read "
+                f"({type(exc).__name__}: {exc}). " + bad_file_hint(self.path)
+            ) from exc
 
     def close(self):
         self._zip.close()
@@ -142,8 +173,15 @@ class _FolderImages:
         self.records = _parse_layout(names, set_name, path)
 
     def read(self, name):
-        with open(os.path.join(self.root, *name.split("/")), "rb") as f:
-            return f.read()
+        path = os.path.join(self.root, *name.split("/"))
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError as exc:
+            raise ValueError(
+                f"Cannot read {path!r} in the Omniglot folder {self.path!r} "
+                f"({type(exc).__name__}: {exc}). " + bad_file_hint(self.path)
+            ) from exc
 
     def close(self):
         pass
@@ -154,8 +192,16 @@ def _decode_ink(raw, name, source):
     try:
         with Image.open(io.BytesIO(raw)) as image:
             gray = np.asarray(image.convert("L"))
+    except UnidentifiedImageError as exc:
+        raise ValueError(
+            f"Cannot decode {name!r} in {source!r}: it is not an image file (its first "
+            f"bytes are {raw[:16]!r}). " + bad_file_hint(source)
+        ) from exc
     except Exception as exc:  # Pillow raises many types on corrupt data
-        raise ValueError(f"Cannot decode {name!r} in {source!r}: {exc}") from exc
+        raise ValueError(
+            f"Cannot decode {name!r} in {source!r}: the image is truncated or corrupt "
+            f"({type(exc).__name__}: {exc}). " + bad_file_hint(source)
+        ) from exc
     return 255 - gray
 
 
@@ -191,7 +237,7 @@ def _decode(source, image_size):
             elif ink.shape != shape:
                 raise ValueError(
                     f"{name!r} in {source.path!r} is {ink.shape[1]}x{ink.shape[0]} pixels; "
-                    f"the other images are {shape[1]}x{shape[0]}."
+                    f"the other images are {shape[1]}x{shape[0]}. " + bad_file_hint(source.path)
                 )
             images.append(ink)
         images = np.stack(images)
@@ -222,7 +268,10 @@ def _check_image_size(image_size):
         and image_size >= 1
     ):
         return int(image_size)
-    raise ValueError(f"image_size must be a positive int or None, got {image_size!r}.")
+    # InvalidParameterError: a ValueError (as before) and a TypeError (for "28" or 2.5).
+    raise InvalidParameterError(
+        f"image_size must be a positive int or None, got {image_size!r}."
+    )
 
 
 def load_omniglot(
@@ -306,7 +355,10 @@ default="background"
     OSError
         If the file is missing and cannot be downloaded, or a download has a wrong checksum.
     ValueError
-        If a local file does not have the Omniglot layout or cannot be decoded.
+        If a local file is not a readable zip (truncated or corrupt), does not have the
+        Omniglot layout, or holds an image that cannot be decoded; the message names the
+        file and the problem. Delete the file so that it is downloaded again, or point
+        ``data_home`` (or ``SKTRANSFER_DATA``) at a folder holding a good copy.
 
     Examples
     --------
@@ -317,7 +369,7 @@ default="background"
     >>> omniglot.target_names[:2]  # doctest: +SKIP
     array(['Balinese/character01', 'Balinese/character02'], dtype='<U27')
     """
-    if subset not in _REMOTES:
+    if not isinstance(subset, str) or subset not in _REMOTES:
         raise ValueError(f"subset must be one of {sorted(_REMOTES)}, got {subset!r}.")
     image_size = _check_image_size(image_size)
     data_home = get_data_home(data_home)

@@ -2,10 +2,47 @@
 
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import validate_params
+
+from ._validation import InvalidParameterError, non_negative_real, positive_int
 
 __all__ = ["make_sinusoid_tasks"]
 
 
+def _check_range(bounds, name):
+    """A finite ``(low, high)`` pair of real numbers with ``low <= high``."""
+    if isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__len__"):
+        raise InvalidParameterError(
+            f"{name} must be a (low, high) pair of numbers, got {bounds!r}"
+        )
+    if len(bounds) != 2:
+        raise ValueError(f"{name} must be a (low, high) pair with low <= high, got {bounds!r}")
+    try:
+        values = np.asarray(bounds)
+    except ValueError:  # ragged
+        values = np.asarray(bounds, dtype=object)
+    if values.shape != (2,) or values.dtype.kind not in "iuf":
+        raise InvalidParameterError(
+            f"{name} must be a (low, high) pair of numbers, got {bounds!r}"
+        )
+    low, high = (float(v) for v in values)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError(f"{name} must be a pair of finite numbers (no NaN or inf), "
+                         f"got {bounds!r}")
+    if not low <= high:
+        raise ValueError(f"{name} must be a (low, high) pair with low <= high, got {bounds!r}")
+
+
+@validate_params(
+    {
+        "n_tasks": [positive_int()],
+        "n_samples_per_task": [positive_int()],
+        "noise": [non_negative_real()],
+        "return_params": ["boolean"],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_sinusoid_tasks(n_tasks=100, n_samples_per_task=20, *, amplitude_range=(0.1, 5.0),
                         phase_range=(0.0, np.pi), x_range=(-5.0, 5.0), noise=0.0,
                         return_params=False, random_state=None):
@@ -20,9 +57,9 @@ def make_sinusoid_tasks(n_tasks=100, n_samples_per_task=20, *, amplitude_range=(
     n_tasks : int, default=100
     n_samples_per_task : int, default=20
     amplitude_range, phase_range, x_range : tuple of float
-        Bounds of the uniform distributions.
+        Bounds ``(low, high)`` of the uniform distributions, finite with ``low <= high``.
     noise : float, default=0.0
-        Standard deviation of Gaussian noise added to ``y``.
+        Standard deviation of Gaussian noise added to ``y`` (finite, >= 0).
     return_params : bool, default=False
         Also return each task's amplitude and phase.
     random_state : int, RandomState or None, default=None
@@ -43,16 +80,9 @@ def make_sinusoid_tasks(n_tasks=100, n_samples_per_task=20, *, amplitude_range=(
     >>> X.shape, y.shape, t.tolist()
     ((15, 1), (15,), [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2])
     """
-    for name, value in (("n_tasks", n_tasks), ("n_samples_per_task", n_samples_per_task)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
     for name, bounds in (("amplitude_range", amplitude_range), ("phase_range", phase_range),
                          ("x_range", x_range)):
-        if len(bounds) != 2 or not bounds[0] <= bounds[1]:
-            raise ValueError(f"{name} must be a (low, high) pair with low <= high, "
-                             f"got {bounds!r}")
-    if not noise >= 0:
-        raise ValueError(f"noise must be >= 0, got {noise!r}")
+        _check_range(bounds, name)
     rng = check_random_state(random_state)
     amplitudes = rng.uniform(*amplitude_range, size=n_tasks)
     phases = rng.uniform(*phase_range, size=n_tasks)

@@ -15,27 +15,65 @@ generator on a training set and on a test set with the same
 ``random_state`` gives the same tasks.
 """
 
+from numbers import Integral
+
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import validate_params
 from sklearn.utils.validation import check_array, column_or_1d
+
+from ._validation import InvalidParameterError, check_param, finite_numbers, positive_int
 
 __all__ = ["make_permuted_tasks", "make_rotated_tasks", "make_split_tasks"]
 
 
 def _check_Xy(X, y, allow_nd=True):
     X = check_array(X, allow_nd=allow_nd, dtype=np.float32, ensure_min_samples=1)
+    if X.ndim > 2 and 0 in X.shape[1:]:
+        raise ValueError(f"X holds empty samples: shape {X.shape}, so every task would be "
+                         "empty; each sample needs at least one value")
     y = column_or_1d(y)
     if y.shape[0] != X.shape[0]:
         raise ValueError(f"y has {y.shape[0]} labels but X has {X.shape[0]} samples")
     return X, y
 
 
-def _check_n_tasks(n_tasks):
-    if not isinstance(n_tasks, (int, np.integer)) or isinstance(n_tasks, bool) or n_tasks < 1:
-        raise ValueError(f"n_tasks must be a positive int, got {n_tasks!r}")
+def _check_n_tasks(n_tasks, caller):
+    check_param("n_tasks", n_tasks, [positive_int()], caller)
     return int(n_tasks)
 
 
+def _check_image_shape(image_shape):
+    """``image_shape`` as a tuple of 2 (H, W) or 3 (C, H, W) positive ints."""
+    try:
+        dims = tuple(image_shape)
+    except TypeError:
+        dims = None
+    if (
+        dims is None
+        or isinstance(image_shape, str)
+        or not all(isinstance(d, Integral) and not isinstance(d, bool) for d in dims)
+    ):
+        raise InvalidParameterError(
+            f"image_shape must be a tuple of ints (H, W) or (C, H, W), got {image_shape!r}"
+        )
+    if len(dims) not in (2, 3) or min(dims) < 1:
+        raise ValueError(
+            f"image_shape must be (H, W) or (C, H, W) with every size >= 1, got {image_shape!r}"
+        )
+    return tuple(int(d) for d in dims)
+
+
+@validate_params(
+    {
+        "X": ["array-like"],
+        "y": ["array-like"],
+        "n_tasks": [positive_int()],
+        "keep_first": ["boolean"],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_permuted_tasks(X, y, n_tasks=10, *, keep_first=True, random_state=None):
     """Permuted tasks: the same samples with the features shuffled per task.
 
@@ -74,7 +112,7 @@ def make_permuted_tasks(X, y, n_tasks=10, *, keep_first=True, random_state=None)
     True
     """
     X, y = _check_Xy(X, y)
-    n_tasks = _check_n_tasks(n_tasks)
+    n_tasks = int(n_tasks)
     rng = check_random_state(random_state)
     shape = X.shape[1:]
     flat = X.reshape(X.shape[0], -1)
@@ -89,6 +127,10 @@ def make_permuted_tasks(X, y, n_tasks=10, *, keep_first=True, random_state=None)
             np.repeat(np.arange(n_tasks), X.shape[0]))
 
 
+@validate_params(
+    {"X": ["array-like"], "y": ["array-like"], "random_state": ["random_state"]},
+    prefer_skip_nested_validation=True,
+)
 def make_rotated_tasks(X, y, n_tasks=10, *, angles=None, image_shape=None,
                        random_state=None):
     """Rotated tasks: the same images rotated by a different angle per task.
@@ -101,10 +143,10 @@ def make_rotated_tasks(X, y, n_tasks=10, *, angles=None, image_shape=None,
     n_tasks : int, default=10
         Number of tasks (ignored when ``angles`` is given).
     angles : array-like of float or None
-        Rotation of each task in degrees. ``None`` draws ``n_tasks`` angles
-        uniformly in [0, 180), the first being 0.
+        Rotation of each task in degrees (finite numbers). ``None`` draws
+        ``n_tasks`` angles uniformly in [0, 180), the first being 0.
     image_shape : tuple of int or None
-        (H, W) of flat rows.
+        (H, W), or (C, H, W), of flat rows.
     random_state : int, RandomState or None
         Seeds the angles when ``angles`` is None.
 
@@ -126,12 +168,14 @@ def make_rotated_tasks(X, y, n_tasks=10, *, angles=None, image_shape=None,
 
     X, y = _check_Xy(X, y)
     if angles is None:
-        n_tasks = _check_n_tasks(n_tasks)
+        n_tasks = _check_n_tasks(n_tasks, "make_rotated_tasks")
         rng = check_random_state(random_state)
         angles = np.concatenate([[0.0], rng.uniform(0, 180, n_tasks - 1)])
-    angles = np.asarray(angles, dtype=float).ravel()
+    angles = finite_numbers(angles, "angles").ravel()
     if angles.size == 0:
         raise ValueError("angles must not be empty")
+    if image_shape is not None:
+        image_shape = _check_image_shape(image_shape)
     shape = X.shape
     if X.ndim == 2:
         if image_shape is None:
@@ -164,6 +208,16 @@ def make_rotated_tasks(X, y, n_tasks=10, *, angles=None, image_shape=None,
             np.repeat(np.arange(len(angles)), n))
 
 
+@validate_params(
+    {
+        "X": ["array-like"],
+        "y": ["array-like"],
+        "classes": ["array-like", None],
+        "relabel": ["boolean"],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_split_tasks(X, y, n_tasks=5, *, classes=None, relabel=False, random_state=None):
     """Split tasks: each task holds a disjoint group of the classes.
 
@@ -201,9 +255,12 @@ def make_split_tasks(X, y, n_tasks=5, *, classes=None, relabel=False, random_sta
     ([0, 1, 0, 2, 3, 2], [0, 0, 0, 1, 1, 1])
     """
     X, y = _check_Xy(X, y)
+    if y.dtype.kind == "f" and np.isnan(y).any():
+        raise ValueError(f"y holds {int(np.isnan(y).sum())} NaN labels; every sample of a "
+                         "split task needs a class (drop the unlabelled rows first)")
     labels = np.unique(y)
     if classes is None:
-        n_tasks = _check_n_tasks(n_tasks)
+        n_tasks = _check_n_tasks(n_tasks, "make_split_tasks")
         if n_tasks > len(labels):
             raise ValueError(f"n_tasks={n_tasks} is more than the {len(labels)} classes")
         order = labels if random_state is None else check_random_state(

@@ -12,13 +12,30 @@ reference code of GEM divides by ``T``, which shrinks them by
 ``(T - 1) / T``).
 """
 
+import reprlib
+
 import numpy as np
 
 __all__ = ["average_accuracy", "backward_transfer", "forward_transfer", "forgetting"]
 
 
+def _as_floats(values, name, what):
+    """``values`` as a float array; a ragged or non-numeric input names ``name``."""
+    try:
+        array = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as exc:  # TypeError (complex numbers) stays a TypeError
+        error = TypeError if isinstance(exc, TypeError) else ValueError
+        raise error(f"{name} must be {what} of numbers, got {reprlib.repr(values)} "
+                    f"({exc})") from exc
+    if np.isinf(array).any():
+        where = [tuple(int(i) for i in idx) for idx in np.argwhere(np.isinf(array))[:3]]
+        raise ValueError(f"{name} holds infinite values (at {where}); accuracies must be "
+                         "finite numbers (NaN marks an entry that was not measured)")
+    return array
+
+
 def _check_R(R, name="R"):
-    R = np.asarray(R, dtype=float)
+    R = _as_floats(R, name, "a square (T, T) accuracy matrix")
     if R.ndim != 2 or R.shape[0] != R.shape[1] or R.shape[0] == 0:
         raise ValueError(f"{name} must be a square (T, T) accuracy matrix, got shape {R.shape}")
     return R
@@ -130,9 +147,14 @@ def forward_transfer(R, reference, *, after_learning=False):
     T = R.shape[0]
     if T < 2:
         raise ValueError("forward_transfer needs at least 2 tasks")
-    b = np.asarray(reference, dtype=float).ravel()
-    if b.shape != (T,):
+    b = _as_floats(reference, "reference", "an array (one accuracy per task)")
+    if b.size != T:
         raise ValueError(f"reference must hold one accuracy per task ({T}), got shape {b.shape}")
+    b = b.ravel()
+    if np.isnan(b[1:]).any():
+        missing = (np.flatnonzero(np.isnan(b[1:])) + 1).tolist()
+        raise ValueError(f"reference holds NaN for tasks {missing} (0-based); forward_transfer "
+                         "needs b_j for every task but the first")
     if after_learning:
         acc = np.diag(R)[1:]
         if np.isnan(acc).any():

@@ -1,8 +1,13 @@
 """Few-shot evaluation the way papers report it: accuracy over many episodes, with a 95% CI."""
 
+from numbers import Integral
+
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import validate_params
 from sklearn.utils.validation import check_is_fitted
+
+from ..datasets._validation import NumberInterval, positive_int
 
 __all__ = ["FewShotScorer", "few_shot_score", "make_few_shot_scorer"]
 
@@ -75,8 +80,13 @@ def few_shot_score(estimator, X, y, n_way=5, k_shot=1, n_query=15, n_episodes=10
     if hasattr(X, "iloc"):
         X = X.to_numpy()
     X = np.asarray(X)
+    if X.ndim == 0:
+        raise ValueError(f"X must be an array with one row per sample, got the scalar {X!r}")
     if X.shape[0] != y.shape[0]:
         raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
+    if y.dtype.kind == "f" and np.isnan(y).any():
+        raise ValueError(f"y holds {int(np.isnan(y).sum())} NaN labels; few-shot episodes "
+                         "need a class for every sample (drop the unlabelled rows first)")
     n_classes = len(np.unique(y))
     if isinstance(n_way, (int, np.integer)) and not isinstance(n_way, bool) and \
             n_way > n_classes:
@@ -89,7 +99,11 @@ def few_shot_score(estimator, X, y, n_way=5, k_shot=1, n_query=15, n_episodes=10
         ep = sampler.sample()
         labels = ep.classes
         adapted = _adapt(estimator, X[ep.support_index], labels[ep.support_labels], rng)
-        pred = adapted.predict(X[ep.query_index])
+        pred = np.asarray(adapted.predict(X[ep.query_index]))
+        if pred.shape != ep.query_labels.shape:
+            raise ValueError(f"{type(adapted).__name__}.predict returned shape {pred.shape} "
+                             f"for {len(ep.query_index)} query samples; expected "
+                             f"({len(ep.query_index)},)")
         accs[i] = np.mean(pred == labels[ep.query_labels])
     mean = float(accs.mean())
     ci95 = float(1.96 * accs.std(ddof=1) / np.sqrt(n_episodes)) if n_episodes > 1 else 0.0
@@ -136,11 +150,22 @@ class FewShotScorer:
                               random_state=self.random_state)[0]
 
 
+@validate_params(
+    {
+        "n_way": [NumberInterval(Integral, 2, None, closed="left")],
+        "k_shot": [positive_int()],
+        "n_query": [positive_int()],
+        "n_episodes": [positive_int()],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_few_shot_scorer(n_way=5, k_shot=1, n_query=15, n_episodes=100, random_state=0):
     """A scorer for model selection with few-shot episodes (see :func:`few_shot_score`).
 
     ``random_state`` defaults to 0 so that every candidate of a search is
-    scored on the same episodes.
+    scored on the same episodes. The parameters are checked here, so that a
+    bad value fails before a search fits anything.
 
     Returns
     -------

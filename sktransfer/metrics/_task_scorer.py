@@ -10,6 +10,7 @@ metadata (requested by default), passes it to ``predict`` /
 import numpy as np
 from sklearn.metrics import get_scorer
 from sklearn.utils.metadata_routing import MetadataRequest
+from sklearn.utils.validation import _num_samples
 
 __all__ = ["TaskScorer", "make_task_scorer", "get_task_scorer"]
 
@@ -32,7 +33,10 @@ class TaskScorer:
 
     def __init__(self, score_func, sign=1, response_method="predict", average="tasks",
                  kwargs=None, name=None):
-        if average not in _AVERAGES:
+        if not callable(score_func):
+            raise TypeError(f"score_func must be a callable score_func(y_true, y_pred), got "
+                            f"{type(score_func).__name__} {score_func!r}")
+        if not isinstance(average, str) or average not in _AVERAGES:
             raise ValueError(f"average must be one of {_AVERAGES}, got {average!r}")
         if response_method not in ("predict", "predict_proba"):
             raise ValueError(
@@ -63,17 +67,49 @@ class TaskScorer:
                 kwargs["labels"] = classes
         return self.sign * self.score_func(y_true, response, **kwargs)
 
+    @staticmethod
+    def _check_lengths(X, y_true, task_ids):
+        """One entry per sample in X, y and task_ids (not an IndexError in the task loop)."""
+        lengths = {}
+        try:
+            lengths["X"] = _num_samples(X)
+        except TypeError:  # X of a kind sklearn cannot count (left to the estimator)
+            pass
+        if y_true.ndim == 0:
+            raise ValueError(f"y must be an array with one entry per row of X, got the "
+                             f"scalar {y_true!r}")
+        lengths["y"] = y_true.shape[0]
+        if task_ids is not None:
+            if task_ids.ndim != 1:
+                raise ValueError(f"task_ids must be 1-D, one task per row of X, got shape "
+                                 f"{task_ids.shape}")
+            lengths["task_ids"] = task_ids.shape[0]
+        if len(set(lengths.values())) > 1:
+            names = "/".join(lengths)
+            found = ", ".join(f"{name} has {n}" for name, n in lengths.items())
+            raise ValueError(f"The lengths of {names} differ ({found}): they must have one "
+                             "entry per sample")
+
     def __call__(self, estimator, X, y_true, task_ids=None, **kwargs):
         if kwargs:
             raise TypeError(f"{self!r} got unexpected arguments {sorted(kwargs)}")
+        y_true = np.asarray(y_true)
+        tasks = None if task_ids is None else np.asarray(task_ids)
+        self._check_lengths(X, y_true, tasks)
         method = getattr(estimator, self.response_method)
         response = method(X, task_ids=task_ids) if task_ids is not None else method(X)
-        y_true = np.asarray(y_true)
+        task_ids = tasks
+        n_rows = y_true.shape[0]
         if getattr(estimator, "multi_target_", False):
             from ..multitask._targets import _is_missing
 
             if y_true.ndim == 1:
                 y_true = y_true[:, None]
+            n_tasks = len(estimator.task_classes_)
+            if y_true.ndim != 2 or y_true.shape[1] != n_tasks:
+                raise ValueError(f"y has shape {y_true.shape} but the estimator was fitted on "
+                                 f"{n_tasks} tasks: y needs one column per task, shape "
+                                 f"({n_rows}, {n_tasks})")
             scores = []
             for k, classes in enumerate(estimator.task_classes_):
                 keep = ~_is_missing(y_true[:, k], getattr(estimator, "missing_label", None))
@@ -83,22 +119,42 @@ class TaskScorer:
                     yk = yk.astype(np.asarray(classes).dtype)
                 if keep.any():
                     scores.append(self._metric(yk, resp[keep], classes))
+            if not scores:
+                raise ValueError("y has no labelled entry in any task (every entry is "
+                                 "missing): there is nothing to score")
             return float(np.mean(scores))
+        _check_response(response, n_rows, estimator, self.response_method)
         classes = getattr(estimator, "classes_", None)
         if self.average == "samples" or task_ids is None:
             return float(self._metric(y_true, response, classes))
-        task_ids = np.asarray(task_ids)
         scores = []
         for task in np.unique(task_ids):
             rows = task_ids == task
             resp = response[rows]
             task_classes = classes
             if self.response_method == "predict_proba" and hasattr(estimator, "tasks_"):
-                k = int(np.searchsorted(estimator.tasks_, task))
+                fitted_tasks = np.asarray(estimator.tasks_)
+                k = int(np.searchsorted(fitted_tasks, task))
+                if k >= len(fitted_tasks) or fitted_tasks[k] != task:
+                    raise ValueError(f"task_ids holds task {task!r}, which the estimator was "
+                                     f"not fitted on; its tasks are {fitted_tasks.tolist()}")
                 task_classes = estimator.task_classes_[k]
                 resp = resp[:, np.searchsorted(classes, task_classes)]
             scores.append(self._metric(y_true[rows], resp, task_classes))
+        if not scores:
+            raise ValueError("There is nothing to score: X, y and task_ids are empty")
         return float(np.mean(scores))
+
+
+def _check_response(response, n_rows, estimator, method):
+    """The estimator's predictions must have one row per sample."""
+    try:
+        n = _num_samples(response)
+    except TypeError:
+        return
+    if n != n_rows:
+        raise ValueError(f"{type(estimator).__name__}.{method} returned {n} rows for "
+                         f"{n_rows} samples")
 
 
 def make_task_scorer(score_func, *, response_method="predict", greater_is_better=True,
