@@ -5,9 +5,15 @@ inheriting from one, so it stays a plain scikit-learn estimator: keyword
 hyperparameters, nothing done in ``__init__``, learned state in attributes
 ending in ``_``. This module holds what all of them share:
 
-* the common hyperparameters (see :class:`NeuralEstimatorMixin`);
+* the one template of ``fit`` / ``partial_fit`` / ``adapt`` and its hooks
+  (:meth:`NeuralEstimatorMixin._run`; see the developer guide): parameter
+  validation with scikit-learn's constraints, one seed rule, a dry run of
+  the network, a rollback of any failed call;
+* the common hyperparameters and their constraints (see
+  :class:`NeuralEstimatorMixin`, :data:`COMMON_PARAMETER_CONSTRAINTS`);
 * input validation to float32 with errors that name the problem;
-* seeding from ``random_state`` without touching the global RNG;
+* seeding from ``random_state`` without touching the global RNG, safe in
+  threads (see :meth:`NeuralEstimatorMixin._seeded`);
 * the CPU thread policy (see :func:`torch_threads`);
 * device resolution, including ``"auto"``;
 * a fast batch iterator for in-memory arrays;
@@ -30,19 +36,177 @@ joblib backend, a Dask worker with several threads) leave it as it is.
 """
 
 import contextlib
+import copy
 import os
 import threading
+from abc import ABCMeta, abstractmethod
+from numbers import Integral, Real
 
 import numpy as np
 import torch
+from sklearn import get_config
+from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import nn
 
-__all__ = ["AutocastMixin", "LeanNotifyMixin", "NeuralEstimatorMixin", "torch_threads",
-           "resolve_device"]
+__all__ = ["AutocastMixin", "COMMON_PARAMETER_CONSTRAINTS", "LeanNotifyMixin", "MASK_VALUE",
+           "NeuralEstimatorMixin", "derive_seed", "infer_in_chunks", "parameter_constraints",
+           "resolve_device", "to_tensor", "torch_threads", "trunk_output_shape"]
 
 _DEVICES = ("cpu", "cuda", "auto")
 _PRECISIONS = ("fp32", "bf16")
+
+#: The logit given to classes a head must not predict (probability 0 after softmax).
+MASK_VALUE = -1e4
+
+#: Rows per forward pass of :func:`infer_in_chunks`.
+INFERENCE_CHUNK = 1024
+
+#: Held by every seeded section (see :meth:`NeuralEstimatorMixin._seeded`): torch's
+#: weight initialisation and dropout draw from the process-wide generator, so fits in
+#: several threads of one process take turns there, and each one sees only its own seed.
+_RNG_LOCK = threading.RLock()
+
+#: The stream of ``adapt`` in :func:`derive_seed` (training units use 0, 1, 2, ...).
+_ADAPT_STREAM = 2**31 - 1
+
+_finite_positive = Interval(Real, 0, np.inf, closed="neither")
+
+#: Constraints of the parameters every neural estimator shares (scikit-learn's
+#: ``_parameter_constraints`` format); an estimator's own dict starts from these.
+COMMON_PARAMETER_CONSTRAINTS = {
+    "module": [None, nn.Module, callable],
+    "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+    "optimizer": [callable],
+    "lr": [_finite_positive],
+    "max_epochs": [Interval(Integral, 0, None, closed="left")],
+    "batch_size": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
+    "callbacks": [list, tuple, None],
+    "train_split": [None, callable],
+    "device": [str, torch.device],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+    "net_params": [dict, None],
+    "precision": [StrOptions(set(_PRECISIONS))],
+    "accelerator": [None, HasMethods(["prepare", "backward"])],
+}
+
+
+def parameter_constraints(**own):
+    """Class decorator: set ``_parameter_constraints`` for exactly the class's parameters.
+
+    A parameter's constraint is looked up in ``own``, then in the constraints
+    the class inherits, then in :data:`COMMON_PARAMETER_CONSTRAINTS`; a
+    parameter with none is an error when the class is defined.
+    """
+    def decorate(cls):
+        table = {**COMMON_PARAMETER_CONSTRAINTS,
+                 **getattr(cls, "_parameter_constraints", {}), **own}
+        names = cls._get_param_names()
+        missing = [name for name in names if name not in table]
+        if missing:
+            raise TypeError(f"{cls.__name__}: no parameter constraint for {missing}")
+        cls._parameter_constraints = {name: table[name] for name in names}
+        return cls
+    return decorate
+
+
+def derive_seed(seed, stream):
+    """The seed of training unit (or stream) ``stream`` of a model seeded with ``seed``.
+
+    Stream 0 is ``seed`` itself; every other stream is an independent draw of
+    :class:`numpy.random.SeedSequence` ``(seed, stream)``.
+    """
+    if stream == 0:
+        return int(seed)
+    state = np.random.SeedSequence([int(seed), int(stream)]).generate_state(1)[0]
+    return int(state) % np.iinfo(np.int32).max
+
+
+def to_tensor(a):
+    """A CPU tensor sharing ``a``'s memory where it can (a copy for read-only arrays)."""
+    if isinstance(a, torch.Tensor):
+        return a
+    return torch.as_tensor(a) if a.flags.writeable else torch.tensor(a)
+
+
+def infer_in_chunks(fn, X, device="cpu", modules=(), chunk=INFERENCE_CHUNK):
+    """``fn(batch)`` over ``X`` in chunks, in evaluation mode and without gradients.
+
+    ``modules`` are put in evaluation mode for the call and restored after.
+    Returns the outputs concatenated on the CPU as float32.
+    """
+    was = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    outs = []
+    try:
+        with torch.no_grad():
+            for start in range(0, X.shape[0], chunk):
+                out = fn(to_tensor(X[start:start + chunk]).to(device))
+                outs.append(out.float().cpu())
+    finally:
+        for m, w in zip(modules, was):
+            m.train(w)
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
+def trunk_output_shape(trunk, sample_shape):
+    """Shape of one sample's trunk output, from a dry run of two zero samples in eval mode."""
+    was_training = trunk.training
+    trunk.eval()
+    try:
+        with torch.no_grad():
+            param = next(trunk.parameters(), None)
+            kwargs = {} if param is None else {"dtype": param.dtype, "device": param.device}
+            out = trunk(torch.zeros((2, *sample_shape), **kwargs))
+    finally:
+        trunk.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.dim() < 2:
+        raise ValueError(
+            f"the trunk module must return a (n_samples, ...) tensor; it returned "
+            f"{type(out).__name__} of shape {getattr(out, 'shape', None)}")
+    return tuple(out.shape[1:])
+
+
+def _first_layer_expectation(module):
+    """What the first linear or convolutional layer of ``module`` expects, in words."""
+    if not isinstance(module, nn.Module):
+        return ""
+    for name, layer in module.named_modules():
+        if isinstance(layer, nn.Linear) and not nn.parameter.is_lazy(layer.weight):
+            return (f"; its first linear layer ({name or 'the module'}) expects "
+                    f"{layer.in_features} input features")
+        if isinstance(layer, nn.modules.conv._ConvNd) and not nn.parameter.is_lazy(layer.weight):
+            return (f"; its first convolution ({name or 'the module'}) expects "
+                    f"{layer.in_channels} input channels")
+    return ""
+
+
+@contextlib.contextmanager
+def _module_fits(estimator, sample_shape, module):
+    """Turn a forward-pass error while building or dry-running into a clear ValueError."""
+    try:
+        yield
+    except RuntimeError as exc:
+        raise ValueError(
+            f"{type(estimator).__name__}: the network does not fit the data: X has sample "
+            f"shape {tuple(sample_shape)}{_first_layer_expectation(module)}. "
+            f"The forward pass failed with: {exc}") from exc
+
+
+class _Call:
+    """What the template knows about one fit / partial_fit / adapt call."""
+
+    def __init__(self, name, new_model, device, hidden_layer_sizes):
+        self.name = name
+        self.new_model = new_model
+        self.device = device
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.seed = None
+        self.units = 0
 
 
 def _n_cpus():
@@ -69,7 +233,7 @@ def default_num_threads():
 
 
 @contextlib.contextmanager
-def torch_threads(n=None):
+def torch_threads(n=None, force=False):
     """Run torch with ``n`` intra-op CPU threads, restoring the old count after.
 
     Parameters
@@ -77,9 +241,13 @@ def torch_threads(n=None):
     n : int or None
         Thread count; ``None`` applies the package's thread policy
         (:func:`default_num_threads`).
+    force : bool
+        Apply it in a worker thread too. The seeded sections of fits do, since
+        they run one at a time (they hold the package's RNG lock), so a fit
+        computes with the same thread count, and the same rounding, in any thread.
     """
     old = torch.get_num_threads()
-    if threading.current_thread() is not threading.main_thread():
+    if not force and threading.current_thread() is not threading.main_thread():
         # Setting a process-wide count from a worker thread would race with
         # the other threads' fits; leave it alone.
         yield
@@ -289,11 +457,18 @@ class AutocastMixin:
         return _to_float32(out)
 
 
-class NeuralEstimatorMixin:
+class NeuralEstimatorMixin(metaclass=ABCMeta):
     """Behaviour shared by every estimator that owns a private skorch net.
 
+    It holds the one body of ``fit``, ``partial_fit`` and ``adapt``
+    (:meth:`_run`); a family implements its hooks (``_encode``, ``_build``,
+    ``_train``, ``_record``, ...) and its public methods are one-line wrappers
+    that carry their signature and docstring. See the developer guide.
+
     Subclasses declare the common hyperparameters in their own ``__init__``
-    (scikit-learn reads parameters from the signature of the concrete class):
+    (scikit-learn reads parameters from the signature of the concrete class)
+    and their constraints in ``_parameter_constraints`` (usually through the
+    :func:`parameter_constraints` class decorator):
 
     module : None, nn.Module class, factory or instance
         ``None`` builds the default network (an :class:`~sktransfer.modules.MLP`
@@ -342,32 +517,244 @@ class NeuralEstimatorMixin:
         data parallel. See the "Scaling" page of the user guide.
     """
 
+    #: scikit-learn's constraints of the constructor parameters, checked at the start of
+    #: every fit / partial_fit / adapt; each estimator sets its own (from
+    #: :data:`COMMON_PARAMETER_CONSTRAINTS` plus its family's parameters).
+    _parameter_constraints = {}
+
+    # ============================================================ the template
+    # ``fit``, ``partial_fit`` and ``adapt`` of every family are one-line wrappers
+    # around :meth:`_run`; a family implements the hooks below it.
+    def _run(self, call, X, y=None, **metadata):
+        """The one body of ``fit``, ``partial_fit`` and ``adapt``.
+
+        1. check the constructor parameters (``_parameter_constraints``, then
+           :meth:`_validate_strategies`);
+        2. inside an atomic section (any exception restores the estimator
+           exactly as it was, see :meth:`_rollback`): validate and encode the
+           data (:meth:`_encode`);
+        3. seed (one rule, see :meth:`_call_seed`) and, for a new model, build
+           the network (:meth:`_build`) and dry-run a tiny batch through it
+           (:meth:`_dry_run_example`), so that a module that does not fit the
+           data is a ``ValueError`` naming the shapes;
+        4. train (:meth:`_train`) and record the fitted state (:meth:`_record`),
+           whose return value is returned (``self``, or the adapted copy).
+        """
+        if not get_config().get("skip_parameter_validation", False):
+            self._validate_params()
+        self._validate_strategies()
+        new_model = self._starts_new_model(call)
+        if not new_model:
+            check_is_fitted(self, self._fitted_attribute)
+        with self._rollback(deep=not new_model and call != "adapt"):
+            ctx = self._call_context(call, new_model)
+            if new_model:
+                self._reset_fitted()
+            data = self._encode(ctx, X, y, **metadata)
+            ctx.seed = self._call_seed(ctx)
+            with self._seeded(ctx.seed, ctx.device):
+                if new_model:
+                    net = self._build_checked(ctx, data)
+                else:
+                    net = getattr(self, "net_", None)
+                if call != "adapt":
+                    self._start_unit(ctx)
+                result = self._train(ctx, net, data)
+            return self._record(ctx, net, data, result)
+
+    # ------------------------------------------------------------ the hooks
+    #: The attribute that marks a fitted estimator.
+    _fitted_attribute = "net_"
+
+    def _validate_strategies(self):
+        """Check the parameters of the strategy objects given as hyperparameters.
+
+        Every hyperparameter value (or item of a list of them) that is a
+        scikit-learn-style configuration object without ``fit`` (a weighting,
+        an architecture, a continual strategy) is checked against its own
+        ``_parameter_constraints``.
+        """
+        for value in self.get_params(deep=False).values():
+            items = value if isinstance(value, (list, tuple)) else [value]
+            for item in items:
+                if isinstance(item, BaseEstimator) and not hasattr(item, "fit"):
+                    item._validate_params()
+
+    def _starts_new_model(self, call):
+        """Whether ``call`` builds a new model: ``fit``, and a first ``partial_fit``."""
+        if call == "fit":
+            return True
+        if call == "partial_fit":
+            return not hasattr(self, self._fitted_attribute)
+        return False
+
+    def _call_context(self, call, new_model):
+        """Device and default-network widths of this call."""
+        if new_model:
+            device, sizes = self._check_common_params()
+        else:
+            device, sizes = self._fitted_device(), None
+        return _Call(call, new_model, device, sizes)
+
+    def _fitted_device(self):
+        """The device a fitted model trains and predicts on."""
+        return str(self.net_.device)
+
+    @abstractmethod
+    def _encode(self, ctx, X, y, **metadata):
+        """Validate and encode the data of this call; must not change the model.
+
+        Returns whatever :meth:`_build`, :meth:`_train` and :meth:`_record` need.
+        """
+
+    @abstractmethod
+    def _build(self, ctx, data):
+        """The new (private skorch) net, built under the call's seed."""
+
+    def _dry_run_example(self, ctx, net, data):
+        """``(forward, example)``: the template runs ``forward(example)`` on a tiny
+        batch right after :meth:`_build`; ``None`` when building already ran one."""
+        return None
+
+    @abstractmethod
+    def _train(self, ctx, net, data):
+        """Train ``net`` (or adapt); the return value goes to :meth:`_record`."""
+
+    def _record(self, ctx, net, data, result):
+        """Set the fitted attributes; returns what the public method returns."""
+        return self
+
+    def _shared_in_rollback(self, net):
+        """Objects the rollback snapshot of ``net`` keeps by reference, not copied.
+
+        Only what the training never changes in place may be shared: the
+        accelerator, and data tensors a strategy only ever rebinds.
+        """
+        accelerator = getattr(net, "accelerator", None)
+        return [] if accelerator is None else [accelerator]
+
+    # --------------------------------------------------------- the machinery
+    def _build_checked(self, ctx, data):
+        sample_shape = getattr(self, "input_shape_", None) or ()
+        with _module_fits(self, sample_shape, self.module if hasattr(self, "module") else None):
+            net = self._build(ctx, data)
+            example = self._dry_run_example(ctx, net, data)
+            if example is not None:
+                forward, inputs = example
+                modules = [m for m in (getattr(net, "module", None),)
+                           if isinstance(m, nn.Module)]
+                infer_in_chunks(forward, inputs, ctx.device, modules=modules)
+        return net
+
+    def _reset_fitted(self):
+        """Forget a previous fit: every public fitted attribute and the seed state."""
+        for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+            delattr(self, key)
+        for key in ("_seed", "_n_units"):
+            self.__dict__.pop(key, None)
+
+    def _call_seed(self, ctx):
+        """The one seeding rule.
+
+        A new model draws ``seed`` from ``random_state`` (an integer gives the
+        same seed at every fit); its build and its first training unit run on
+        the stream ``seed``, and training unit ``i`` (the ``i``-th
+        ``partial_fit`` call after the first, or the ``i``-th task of a
+        continual ``fit``) on ``derive_seed(seed, i)``. ``adapt`` runs on a
+        stream of its own, the same at every call, so adapting twice to the
+        same support set gives the same model.
+        """
+        if ctx.new_model:
+            self._seed = self._draw_seed()
+            self._n_units = 0
+            return self._seed
+        if ctx.name == "adapt":
+            return derive_seed(self._seed, _ADAPT_STREAM)
+        return derive_seed(self._seed, self._n_units)
+
+    def _start_unit(self, ctx):
+        """Begin the next training unit (see :meth:`_call_seed`).
+
+        The template starts one per ``fit`` / ``partial_fit`` call; a family that
+        trains several units in one call (a continual ``fit`` over its tasks)
+        calls it again before each further unit, which reseeds the stream.
+        """
+        if ctx.units:
+            seed = derive_seed(self._seed, self._n_units)
+            torch.manual_seed(seed)
+        ctx.units += 1
+        self._n_units += 1
+
+    @contextlib.contextmanager
+    def _rollback(self, deep):
+        """Restore the estimator exactly as it was if the block raises.
+
+        The attributes are restored from a shallow copy of ``__dict__`` (the
+        template only rebinds them). With ``deep`` (a call that trains an
+        existing model in place), the fitted net's own attributes are
+        snapshotted too: a deep copy of the module, optimizer state, history
+        and strategy state, that is of the state dicts, not of the data (see
+        :meth:`_shared_in_rollback`); the callbacks' attributes are restored in
+        place.
+        """
+        saved = self.__dict__.copy()
+        net = saved.get("net_") if deep else None
+        # Callbacks are the user's objects, which skorch trains with as they are:
+        # they are restored in place, so that the net and the user keep holding
+        # the same ones (one that cannot be copied, holding a file or a writer, is
+        # left as it is).
+        callbacks = list(getattr(self, "callbacks", None) or [])
+        if net is not None:
+            callbacks += [cb for _, cb in getattr(net, "callbacks_", None) or []]
+        callback_states, seen = [], set()
+        for callback in callbacks:
+            if isinstance(callback, type) or id(callback) in seen:
+                continue
+            seen.add(id(callback))
+            try:
+                callback_states.append((callback, copy.deepcopy(vars(callback))))
+            except Exception:  # noqa: BLE001 - not copyable: not restored
+                pass
+        net_state = None
+        if net is not None:
+            memo = {id(obj): obj for obj in self._shared_in_rollback(net)}
+            memo.update((id(cb), cb) for cb, _ in callback_states)
+            net_state = copy.deepcopy(net.__dict__, memo)
+        try:
+            yield
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            if net_state is not None:
+                net.__dict__.clear()
+                net.__dict__.update(net_state)
+            for callback, state in callback_states:
+                vars(callback).clear()
+                vars(callback).update(state)
+            raise
+
+    # Kept for the estimators that have not moved to the template and for
+    # external code; it is the template's rollback without the net snapshot.
+    def _atomic_fit(self):
+        return self._rollback(deep=False)
+
     # ------------------------------------------------------------------ params
     def _check_common_params(self):
-        for name in ("max_epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-        if self.max_epochs < 0:
-            raise ValueError(f"max_epochs must be >= 0, got {self.max_epochs}")
-        if self.batch_size == 0 or self.batch_size < -1:
-            raise ValueError(f"batch_size must be a positive int or -1, got {self.batch_size}")
-        if not np.isscalar(self.lr) or not self.lr > 0:
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if self.net_params is not None and not isinstance(self.net_params, dict):
-            raise TypeError(f"net_params must be a dict or None, got {type(self.net_params)}")
+        """Device and default-MLP widths from the shared parameters.
+
+        Types and ranges are checked by ``_parameter_constraints``; what is
+        left are the checks that combine parameters or read the machine.
+        """
         precision = getattr(self, "precision", "fp32")
-        if not isinstance(precision, str) or precision not in _PRECISIONS:
-            raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
         from ._accelerate import check_accelerator
 
         accelerator = check_accelerator(getattr(self, "accelerator", None))
-        sizes = self.hidden_layer_sizes
+        sizes = getattr(self, "hidden_layer_sizes", ())
         if isinstance(sizes, (int, np.integer)):
             sizes = (sizes,)
         try:
             sizes = tuple(int(s) for s in sizes)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise TypeError(
                 f"hidden_layer_sizes must be a sequence of ints, got {self.hidden_layer_sizes!r}"
             ) from exc
@@ -400,6 +787,8 @@ class NeuralEstimatorMixin:
                 f"X has sample shape {X.shape[1:]}, but {type(self).__name__} was fitted on "
                 f"sample shape {tuple(self.input_shape_)}"
             )
+        if reset:
+            self.input_shape_ = tuple(X.shape[1:])
         return X
 
     # ----------------------------------------------------------------- seeding
@@ -407,12 +796,15 @@ class NeuralEstimatorMixin:
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
     @contextlib.contextmanager
-    def _torch_context(self, seed=None, device="cpu"):
-        """Thread policy, plus a private seeded RNG if ``seed`` is given."""
-        with torch_threads(None if device == "cpu" else torch.get_num_threads()):
-            if seed is None:
-                yield
-                return
+    def _seeded(self, seed, device="cpu"):
+        """A private torch RNG stream seeded with ``seed``, and the thread policy.
+
+        The global generator is forked (left as it was after the block) and the
+        section holds the package's RNG lock, so that two fits in two threads
+        of one process do not draw from each other's stream.
+        """
+        with _RNG_LOCK, torch_threads(None if device == "cpu" else torch.get_num_threads(),
+                                      force=True):
             devices = []
             if str(device).startswith("cuda"):
                 dev = torch.device(device)
@@ -420,6 +812,16 @@ class NeuralEstimatorMixin:
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(seed)
                 yield
+
+    @contextlib.contextmanager
+    def _torch_context(self, seed=None, device="cpu"):
+        """The thread policy, plus a private seeded stream if ``seed`` is given."""
+        if seed is not None:
+            with self._seeded(seed, device):
+                yield
+            return
+        with torch_threads(None if device == "cpu" else torch.get_num_threads()):
+            yield
 
     # -------------------------------------------------------------- the module
     def _make_trunk(self, sample_shape, hidden_layer_sizes):
@@ -481,17 +883,6 @@ class NeuralEstimatorMixin:
         kwargs.update(self.net_params or {})
         return kwargs
 
-    @contextlib.contextmanager
-    def _atomic_fit(self):
-        """Restore every attribute if the block raises: no half-fitted state."""
-        saved = self.__dict__.copy()
-        try:
-            yield
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
-
     # --------------------------------------------------------------- weights
     def save_weights(self, path):
         """Save the fitted network's weights to ``path``.
@@ -547,7 +938,14 @@ def load_state_dict(path, map_location="cpu"):
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
 
-        return load_file(path, device=str(map_location))
+        if not os.path.isfile(path):
+            raise ValueError(f"{path} does not exist or is not a file")
+        try:
+            return load_file(path, device=str(map_location))
+        except Exception as exc:  # safetensors.SafetensorError, OSError, ...
+            raise ValueError(
+                f"{path} is not a valid safetensors file (it may be truncated or another "
+                f"format): {exc}") from exc
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle.UnpicklingError, RuntimeError, ...

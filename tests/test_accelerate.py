@@ -96,7 +96,8 @@ def test_every_continual_strategy_equals_its_plain_fit(strategy, accelerator, di
 
 def test_bad_accelerator_settings_are_clear_errors(accelerator, digits):
     X, _, Y = digits
-    with pytest.raises(TypeError, match="accelerator must be None or an accelerate.Accelerator"):
+    with pytest.raises(TypeError, match="The 'accelerator' parameter of MultiTaskClassifier "
+                       "must be None or an object implementing 'prepare'"):
         MultiTaskClassifier(max_epochs=1, accelerator="cuda").fit(X[:50], Y[:50])
     clf = MultiTaskClassifier(max_epochs=1, precision="bf16", accelerator=accelerator)
     with pytest.raises(ValueError, match="mixed precision is the Accelerator's"):
@@ -138,5 +139,6 @@ def test_two_processes_average_gradients(tmp_path, digits):
     for strategy in ("multitask", "ewc", "si", "lwf", "replay", "agem"):
         assert out[f"same_{strategy}"], strategy
     for strategy in ("ewc", "si", "lwf", "replay", "agem"):
-        assert out[f"score_{strategy}"] > 0.5, strategy
+        # 5 classes per task (chance 0.2), 5 epochs of half the steps per process
+        assert out[f"score_{strategy}"] > 0.4, strategy
     assert "cannot synchronise" in out["refused"] or "whole batch" in out["refused"]

@@ -195,3 +195,29 @@ def test_lean_infer_fast_path_matches_skorch():
     # numpy inputs (not the iterator's tensors) take skorch's path and agree
     numpy_batch = {"X": X[:16], "task_ids": task[:16]}
     torch.testing.assert_close(net.infer(numpy_batch), net.infer(batch))
+
+
+@pytest.mark.parametrize("content", [b"", b"not a safetensors file at all", b"\xff" * 64])
+def test_garbage_safetensors_file_is_a_value_error_naming_the_path(tmp_path, content):
+    from sklearn.datasets import load_digits
+    from torch import nn
+
+    from sktransfer import MultiTaskClassifier
+    from sktransfer.transfer import FineTuner
+
+    path = tmp_path / "weights.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"{path}.*not a valid safetensors file"):
+        load_state_dict(path)
+    X, y = load_digits(n_class=3, return_X_y=True)
+    ft = FineTuner((lambda: nn.Sequential(nn.Linear(64, 3)), str(path)), max_epochs=1)
+    with pytest.raises(ValueError, match="not a valid safetensors file"):
+        ft.fit(X, y)
+    assert not hasattr(ft, "net_")
+    clf = MultiTaskClassifier(hidden_layer_sizes=(4,), max_epochs=1, random_state=0).fit(X, y)
+    before = clf.predict_proba(X[:5])
+    with pytest.raises(ValueError, match="not a valid safetensors file"):
+        clf.load_weights(path)
+    np.testing.assert_array_equal(before, clf.predict_proba(X[:5]))
+    with pytest.raises(ValueError, match="does not exist"):
+        load_state_dict(tmp_path / "missing.safetensors")

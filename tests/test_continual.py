@@ -142,7 +142,8 @@ def test_bad_input_leaves_model_unchanged(split):
 def test_invalid_parameters(split):
     X, y, t = split
     for clf, match in [
-        (ContinualClassifier(strategy="magic"), "unknown strategy"),
+        (ContinualClassifier(strategy="magic"), "The 'strategy' parameter of ContinualClassifier "
+         "must be a str among"),
         (ContinualClassifier(strategy=[]), "empty"),
         (ContinualClassifier(scenario="online"), "scenario"),
         (EWCContinualClassifier(fisher="diag"), "fisher"),

@@ -93,9 +93,11 @@ def test_baseline_heads(digits):
     cos = BaselineFewShotClassifier(head="cosine", max_epochs=3, random_state=0)
     cos.fit(X[y < 5], y[y < 5])
     assert "scale" in cos.adapted_state_
-    with pytest.raises(ValueError, match="head must be one of"):
+    with pytest.raises(ValueError, match="The 'head' parameter of BaselineFewShotClassifier "
+                       "must be a str among"):
         BaselineFewShotClassifier(head="mlp").fit(X[y < 5], y[y < 5])
-    with pytest.raises(ValueError, match="adapt_steps must be >= 0"):
+    with pytest.raises(ValueError, match=r"The 'adapt_steps' parameter of "
+                       r"BaselineFewShotClassifier must be an int in the range \[0, inf\)"):
         cos.set_params(adapt_steps=-1).adapt(X[:10], y[:10])
 
 

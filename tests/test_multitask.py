@@ -308,15 +308,20 @@ def test_task_scorer_matches_manual_per_task_mean(fitted_task_model, digits_task
     "kwargs, match",
     [
         (dict(architecture="tree"),
-         r"unknown architecture 'tree'; valid names are \['conditioned', 'cross_stitch', 'hard'"),
-        (dict(weighting="magic"), r"unknown weighting 'magic'; valid names are"),
+         r"The 'architecture' parameter of MultiTaskClassifier must be a str among .*"
+         r"Got 'tree' instead"),
+        (dict(weighting="magic"), r"The 'weighting' parameter of MultiTaskClassifier must"),
         (dict(weighting="static"), r"needs task_weights"),
         (dict(task_weights=[1.0]), r"one weight per task \(2\)"),
         (dict(task_weights=[1.0, -1.0]), r"non-negative"),
         (dict(weighting="uncertainty", task_weights=[1.0, 1.0]), r"cannot be combined"),
         (dict(task_weights={"nope": 1.0}), r"unknown tasks \['nope'\]"),
         (dict(device="tpu"), r"device must be one of"),
-        (dict(lr=-1.0), r"lr must be a positive number"),
+        (dict(lr=-1.0), r"The 'lr' parameter of MultiTaskClassifier must be a float in the "
+         r"range \(0.0, inf\)"),
+        (dict(lr="0.01"), r"The 'lr' parameter of MultiTaskClassifier must be"),
+        (dict(lr=np.inf), r"The 'lr' parameter"),
+        (dict(lr=np.nan), r"The 'lr' parameter"),
         (dict(hidden_layer_sizes=(0,)), r"hidden_layer_sizes must be positive"),
     ],
 )

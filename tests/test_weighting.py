@@ -342,17 +342,24 @@ def test_mgda_ub_needs_a_trunk(digits_tasks):
 
 
 @pytest.mark.parametrize("weighting, match", [
-    ("magic", r"unknown weighting 'magic'; valid names are \[.*'cagrad'.*'upgrad'"),
-    (CAGradWeighting(c=-1), "c must be a finite number >= 0"),
-    (CAGradWeighting(rescale=5), "rescale must be 0, 1 or 2"),
-    (MGDAWeighting(normalization="l3"), "normalization must be one of"),
-    (MGDAWeighting(solver="cvx"), "solver must be one of"),
-    (FAMOWeighting(update="sometimes"), "update must be 'same_batch' or 'next_batch'"),
-    (FAMOWeighting(lr=0), "lr must be a finite positive number"),
-    (DWAWeighting(temperature=0), "temperature must be a finite positive number"),
-    (GradNormWeighting(alpha=np.nan), "alpha must be a finite non-negative number"),
-    (UPGradWeighting(reg_eps=-1), "reg_eps must be a finite number >= 0"),
-    (NashMTLWeighting(max_norm="x"), "max_norm must be a finite number"),
+    ("magic", r"The 'weighting' parameter of MultiTaskClassifier must be a str among "
+              r"\{.*'cagrad'.*\}"),
+    (CAGradWeighting(c=-1), r"The 'c' parameter of CAGradWeighting must be a float in the "
+                             r"range \[0.0, inf\)"),
+    (CAGradWeighting(rescale=5), r"The 'rescale' parameter of CAGradWeighting must be .* "
+                                   r"among \{0, 1, 2\}"),
+    (MGDAWeighting(normalization="l3"), "The 'normalization' parameter of MGDAWeighting must "
+                                          "be a str among"),
+    (MGDAWeighting(solver="cvx"), "The 'solver' parameter of MGDAWeighting must be a str among"),
+    (FAMOWeighting(update="sometimes"), "The 'update' parameter of FAMOWeighting must be a "
+                                          "str among"),
+    (FAMOWeighting(lr=0), r"The 'lr' parameter of FAMOWeighting must be a float in the range "
+                            r"\(0.0, inf\)"),
+    (DWAWeighting(temperature=0), "The 'temperature' parameter of DWAWeighting must be"),
+    (GradNormWeighting(alpha=np.nan), "The 'alpha' parameter of GradNormWeighting must be .* "
+                                        "Got nan instead"),
+    (UPGradWeighting(reg_eps=-1), "The 'reg_eps' parameter of UPGradWeighting must be"),
+    (NashMTLWeighting(max_norm="x"), "The 'max_norm' parameter of NashMTLWeighting must be"),
 ])
 def test_bad_weighting_parameters(digits_tasks, weighting, match):
     X_tr, _, y_tr, _, t_tr, _ = digits_tasks

@@ -14,7 +14,7 @@ import torch
 from torch.nn import functional as F
 
 from ._replay import ReservoirBuffer
-from ._strategies import Plugin, Strategy, _check_int
+from ._strategies import _POSITIVE_INT, Plugin, Strategy
 
 __all__ = ["AGEM"]
 
@@ -65,14 +65,15 @@ class AGEM(Strategy):
     ContinualClassifier(strategy=AGEM(memory_size=200))
     """
 
+    _parameter_constraints: dict = {
+        "memory_size": [_POSITIVE_INT],
+        "sample_size": [_POSITIVE_INT, None],
+    }
+
     def __init__(self, memory_size=1000, sample_size=None):
         self.memory_size = memory_size
         self.sample_size = sample_size
 
-    def _check_params(self):
-        _check_int("memory_size", self.memory_size, 1)
-        if self.sample_size is not None:
-            _check_int("sample_size", self.sample_size, 1)
-
     def _build(self, scenario):
-        return _AGEMPlugin(self.memory_size, self.sample_size)
+        sample_size = None if self.sample_size is None else int(self.sample_size)
+        return _AGEMPlugin(int(self.memory_size), sample_size)

@@ -23,23 +23,18 @@ from skorch.dataset import unpack_data
 from torch import nn
 
 from .._accelerate import AcceleratedNetMixin
-from ..base import AutocastMixin, NeuralEstimatorMixin
+from ..base import MASK_VALUE, AutocastMixin, NeuralEstimatorMixin, to_tensor, trunk_output_shape
 from ._strategies import Task
 
 __all__ = ["BaseContinualClassifier", "ContinualModule", "ContinualNet", "SCENARIOS"]
 
 SCENARIOS = ("task", "domain", "class")
-_MASK_VALUE = -1e4
 
 
-def _trunk_width(trunk, example):
+def _trunk_width(trunk, sample_shape):
     width = getattr(trunk, "out_features_", None)
     if width is None:
-        with torch.no_grad():
-            was = trunk.training
-            trunk.eval()
-            width = trunk(example).flatten(1).shape[1]
-            trunk.train(was)
+        width = np.prod(trunk_output_shape(trunk, sample_shape))
     return int(width)
 
 
@@ -93,7 +88,7 @@ class ContinualModule(nn.Module):
 
     def heads_forward(self, feats, task_ids):
         if self.n_heads == 1:
-            return self.heads[0](feats).masked_fill(~self.head_mask[0], _MASK_VALUE)
+            return self.heads[0](feats).masked_fill(~self.head_mask[0], MASK_VALUE)
         if task_ids is None:
             raise ValueError("task_ids are needed by a network with one head per task")
         first = int(task_ids[0])
@@ -104,12 +99,12 @@ class ContinualModule(nn.Module):
             for k in torch.unique(task_ids).tolist():
                 rows = task_ids == k
                 out[rows] = self.heads[k](feats[rows])
-        return out.masked_fill(~self.head_mask[task_ids], _MASK_VALUE)
+        return out.masked_fill(~self.head_mask[task_ids], MASK_VALUE)
 
     def head_logits(self, X, heads):
         """Logits of each of ``heads`` for every row: (n, len(heads), n_classes)."""
         feats = self.features(X)
-        return torch.stack([self.heads[k](feats).masked_fill(~self.head_mask[k], _MASK_VALUE)
+        return torch.stack([self.heads[k](feats).masked_fill(~self.head_mask[k], MASK_VALUE)
                             for k in heads], 1)
 
     def forward(self, X, task_ids=None):
@@ -259,8 +254,7 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
 
     def _build_module(self, sample_shape, sizes, n_classes, scenario):
         trunk = self._make_trunk(sample_shape, sizes)
-        example = torch.zeros((2,) + tuple(sample_shape))
-        return ContinualModule(trunk, _trunk_width(trunk, example), n_classes, scenario)
+        return ContinualModule(trunk, _trunk_width(trunk, sample_shape), n_classes, scenario)
 
     # ----------------------------------------------------------- validation
     def _check_y(self, y, n):
@@ -320,110 +314,12 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
         -----
         Everything is validated before the model changes: labels outside
         ``classes``, a different number of features, or a missing
-        ``task_id`` raise a ``ValueError`` and leave the model as it was.
+        ``task_id`` raise a ``ValueError``. A call that fails later, during
+        training (an exception from a callback, an interrupt), restores the
+        network, its optimizer, the strategies' state (Fisher information,
+        memories, masks) and every attribute as they were before the call.
         """
-        with self._atomic_fit():
-            self._partial_fit(X, y, classes, task_id)
-        return self
-
-    def _partial_fit(self, X, y, classes, task_id):
-        first = not hasattr(self, "net_")
-        if first:
-            device, sizes = self._check_common_params()
-            scenario = self._get_scenario()
-            strategies = self._get_strategies()
-            if classes is None:
-                raise ValueError("classes must be passed on the first call to partial_fit "
-                                 "(every label of the task sequence)")
-        X = self._validate_X(X, reset=first)
-        y = self._check_y(y, X.shape[0])
-        if classes is not None:
-            classes = np.unique(column_or_1d(classes))
-            if not first and not np.array_equal(classes, self.classes_):
-                raise ValueError(
-                    f"classes={classes.tolist()[:20]} differs from the classes given on the "
-                    f"first call to partial_fit {self.classes_.tolist()[:20]}"
-                )
-            if first:
-                unknown = np.setdiff1d(y, classes)
-                if len(unknown):
-                    raise ValueError(f"y contains labels {unknown.tolist()[:10]} that are not "
-                                     f"in classes {classes.tolist()[:20]}")
-        if not first:
-            y_enc = self._encode_y(y)
-            scenario = self.scenario_
-        if task_id is not None and not self._is_scalar(task_id):
-            raise ValueError(f"task_id must be one task identifier (a scalar), got "
-                             f"{type(task_id).__name__}; use fit(X, y, task_ids=...) for "
-                             "a sequence of tasks")
-        if isinstance(task_id, np.generic):
-            task_id = task_id.item()
-        if scenario == "task" and task_id is None:
-            if first or len(self.tasks_) != 1:
-                raise ValueError("task_id is required in the 'task' scenario: each task has "
-                                 "its own head, chosen by task_id")
-            task_id = self.tasks_[0]  # one task known: continue it
-        # ---- validation done: from here on the model changes
-        if first:
-            self.classes_ = classes
-            y_enc = self._encode_y(y)
-            self.scenario_ = scenario
-            self.input_shape_ = tuple(X.shape[1:])
-            self.tasks_ = []
-            self._seed = self._draw_seed()
-            self.n_experiences_ = 0
-            with self._torch_context(self._seed, device):
-                module = self._build_module(X.shape[1:], sizes, len(classes), scenario)
-                plugins = [s.build(scenario) for s in strategies]
-                net_cls = ContinualNet
-                if getattr(self, "accelerator", None) is not None:
-                    net_cls = AcceleratedContinualNet
-                net = net_cls(module, criterion=nn.CrossEntropyLoss, **self._net_kwargs(device))
-                net.plugins = plugins
-            self.net_ = net
-            self.task_classes_ = []
-        if task_id is None:
-            task_id = len(self.tasks_)
-            while self._task_index_of(task_id) is not None:
-                task_id += 1
-        k = self._task_index_of(task_id)
-        if k is None:
-            k = len(self.tasks_)
-            self.tasks_ = self.tasks_ + [task_id]
-            self.task_classes_ = self.task_classes_ + [np.unique(y)]
-        else:
-            self.task_classes_ = list(self.task_classes_)
-            self.task_classes_[k] = np.union1d(self.task_classes_[k], y)
-        self._learn_task(X, y_enc, k)
-        self.n_tasks_ = len(self.tasks_)
-
-    def _inputs(self, X, t):
-        return {"X": X, "task_ids": t}
-
-    def _learn_task(self, X, y_enc, k):
-        net = self.net_
-        device = str(net.device)
-        seed = (self._seed + 7919 * (self.n_experiences_ + 1)) % np.iinfo(np.int32).max
-        with self._torch_context(seed, device):
-            class_mask = np.zeros(len(self.classes_), dtype=bool)
-            class_mask[np.unique(y_enc)] = True
-            (net.module_ if net.initialized_ else net.module).add_task(k, class_mask)
-            if not net.initialized_:
-                net.initialize()  # after the first task's head exists: it has parameters
-            net.refresh_params()
-            Xt = torch.as_tensor(X) if X.flags.writeable else torch.tensor(X)
-            yt = torch.as_tensor(y_enc)
-            tt = torch.full((X.shape[0],), k, dtype=torch.long)
-            task = Task(k, Xt, yt, tt)
-            for plugin in net.plugins:
-                Xt, yt, tt = plugin.training_data(Xt, yt, tt)
-            for plugin in net.plugins:
-                plugin.before_task(net, task)
-            net.initialize_optimizer()
-            net.partial_fit(self._inputs(Xt, tt), yt)
-            for plugin in net.plugins:
-                plugin.after_task(net, task)
-        self.n_experiences_ += 1
+        return self._run("partial_fit", X, y, classes=classes, task_id=task_id)
 
     def fit(self, X, y, task_ids=None, eval_tasks=None):
         """Reset, then learn the tasks one after another.
@@ -448,43 +344,169 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
         -------
         self
         """
-        with self._atomic_fit():
-            self._fit(X, y, task_ids, eval_tasks)
-        return self
+        return self._run("fit", X, y, task_ids=task_ids, eval_tasks=eval_tasks)
 
-    def _fit(self, X, y, task_ids, eval_tasks):
-        X = self._validate_X(X, reset=True)
+    # --------------------------------------------------------- template hooks
+    def _encode(self, ctx, X, y, task_ids=None, eval_tasks=None, classes=None, task_id=None):
+        """The experiences of this call: a list of (X, y, task_id), all validated."""
+        X = self._validate_X(X, reset=ctx.new_model)
         y = self._check_y(y, X.shape[0])
-        if task_ids is None:
-            task_ids = np.zeros(X.shape[0], dtype=np.int64)
-        task_ids = column_or_1d(task_ids)
-        if task_ids.shape[0] != X.shape[0]:
-            raise ValueError(f"task_ids has {task_ids.shape[0]} entries but X has "
-                             f"{X.shape[0]} samples")
-        _, first_pos = np.unique(task_ids, return_index=True)
-        order = task_ids[np.sort(first_pos)]
+        data = {"X": X}
+        if ctx.name == "fit":
+            if task_ids is None:
+                task_ids = np.zeros(X.shape[0], dtype=np.int64)
+            task_ids = column_or_1d(task_ids)
+            if task_ids.shape[0] != X.shape[0]:
+                raise ValueError(f"task_ids has {task_ids.shape[0]} entries but X has "
+                                 f"{X.shape[0]} samples")
+            _, first_pos = np.unique(task_ids, return_index=True)
+            order = task_ids[np.sort(first_pos)]
+            if eval_tasks is not None:
+                eval_tasks = list(eval_tasks)
+                if len(eval_tasks) != len(order):
+                    raise ValueError(f"eval_tasks has {len(eval_tasks)} test sets but there "
+                                     f"are {len(order)} tasks; pass one (X, y) pair per task")
+                for j, pair in enumerate(eval_tasks):
+                    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                        raise ValueError(f"eval_tasks[{j}] must be an (X, y) pair")
+            classes = np.unique(y)
+            experiences = [(X[task_ids == tid], y[task_ids == tid],
+                            tid.item() if isinstance(tid, np.generic) else tid)
+                           for tid in order]
+            data.update(order=order, eval_tasks=eval_tasks)
+        else:
+            if ctx.new_model and classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit "
+                                 "(every label of the task sequence)")
+            if classes is not None:
+                classes = np.unique(column_or_1d(classes))
+                if not ctx.new_model and not np.array_equal(classes, self.classes_):
+                    raise ValueError(
+                        f"classes={classes.tolist()[:20]} differs from the classes given on "
+                        f"the first call to partial_fit {self.classes_.tolist()[:20]}")
+            else:
+                classes = self.classes_
+            experiences = [(X, y, self._check_task_id(task_id, ctx.new_model))]
+        unknown = np.setdiff1d(y, classes)
+        if len(unknown):
+            raise ValueError(
+                f"y contains labels {unknown.tolist()[:10]} that are not in classes "
+                f"{classes.tolist()[:20]}"
+                + ("" if ctx.new_model else " given on the first call to partial_fit"))
+        data.update(classes=classes, experiences=experiences)
+        if ctx.new_model:
+            data.update(scenario=self._get_scenario(), strategies=self._get_strategies())
+        return data
+
+    def _check_task_id(self, task_id, first):
+        if task_id is not None and not self._is_scalar(task_id):
+            raise ValueError(f"task_id must be one task identifier (a scalar), got "
+                             f"{type(task_id).__name__}; use fit(X, y, task_ids=...) for "
+                             "a sequence of tasks")
+        if isinstance(task_id, np.generic):
+            task_id = task_id.item()
+        scenario = self._get_scenario() if first else self.scenario_
+        if scenario == "task" and task_id is None:
+            if first or len(self.tasks_) != 1:
+                raise ValueError("task_id is required in the 'task' scenario: each task has "
+                                 "its own head, chosen by task_id")
+            task_id = self.tasks_[0]  # one task known: continue it
+        return task_id
+
+    def _build(self, ctx, data):
+        scenario = data["scenario"]
+        self.classes_ = data["classes"]
+        self.scenario_ = scenario
+        self.tasks_ = []
+        self.task_classes_ = []
+        self.n_experiences_ = 0
+        module = self._build_module(self.input_shape_, ctx.hidden_layer_sizes,
+                                    len(self.classes_), scenario)
+        plugins = [s.build(scenario) for s in data["strategies"]]
+        net_cls = ContinualNet
+        if getattr(self, "accelerator", None) is not None:
+            net_cls = AcceleratedContinualNet
+        net = net_cls(module, criterion=nn.CrossEntropyLoss, **self._net_kwargs(ctx.device))
+        net.plugins = plugins
+        return net
+
+    def _dry_run_example(self, ctx, net, data):
+        # the trunk (the heads come with the tasks); a network that grows whole
+        # columns per task (progressive nets) has nothing to run before its first task
+        features = getattr(net.module, "features", None)
+        return None if features is None else (features, data["X"][:2])
+
+    def _shared_in_rollback(self, net):
+        shared = super()._shared_in_rollback(net)
+        for plugin in net.plugins:
+            shared.extend(plugin.rollback_shared())
+        return shared
+
+    def _train(self, ctx, net, data):
+        self.net_ = net
+        eval_tasks = data.get("eval_tasks")
+        order = data.get("order")
+        R = None
         if eval_tasks is not None:
-            eval_tasks = list(eval_tasks)
-            if len(eval_tasks) != len(order):
-                raise ValueError(f"eval_tasks has {len(eval_tasks)} test sets but there are "
-                                 f"{len(order)} tasks; pass one (X, y) pair per task")
-            for j, pair in enumerate(eval_tasks):
-                if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                    raise ValueError(f"eval_tasks[{j}] must be an (X, y) pair")
-        for key in [k for k in vars(self) if k.endswith("_") or k == "_seed"]:
-            delattr(self, key)
-        classes = np.unique(y)
-        R = np.full((len(order), len(order)), np.nan) if eval_tasks is not None else None
-        for i, tid in enumerate(order):
-            rows = task_ids == tid
-            self._partial_fit(X[rows], y[rows], classes if i == 0 else None, tid)
+            R = np.full((len(order), len(order)), np.nan)
+        for i, (X, y, task_id) in enumerate(data["experiences"]):
+            if i:
+                self._start_unit(ctx)
+            self._learn_experience(X, y, task_id)
             if R is not None:
                 for j, (Xj, yj) in enumerate(eval_tasks):
                     if self.scenario_ == "task" and j > i:
                         continue  # no head for a task not learned yet: NaN
                     R[i, j] = self.score(Xj, yj, task_ids=order[j])
-        if R is not None:
-            self.accuracy_matrix_ = R
+        return R
+
+    def _record(self, ctx, net, data, result):
+        if result is not None:
+            self.accuracy_matrix_ = result
+        return self
+
+    def _learn_experience(self, X, y, task_id):
+        """Add the task (or continue it) and train on it (inside the seeded call)."""
+        y_enc = self._encode_y(y)
+        if task_id is None:
+            task_id = len(self.tasks_)
+            while self._task_index_of(task_id) is not None:
+                task_id += 1
+        k = self._task_index_of(task_id)
+        if k is None:
+            k = len(self.tasks_)
+            self.tasks_ = self.tasks_ + [task_id]
+            self.task_classes_ = self.task_classes_ + [np.unique(y)]
+        else:
+            self.task_classes_ = list(self.task_classes_)
+            self.task_classes_[k] = np.union1d(self.task_classes_[k], y)
+        self._learn_task(X, y_enc, k)
+        self.n_tasks_ = len(self.tasks_)
+
+    def _inputs(self, X, t):
+        return {"X": X, "task_ids": t}
+
+    def _learn_task(self, X, y_enc, k):
+        net = self.net_
+        class_mask = np.zeros(len(self.classes_), dtype=bool)
+        class_mask[np.unique(y_enc)] = True
+        (net.module_ if net.initialized_ else net.module).add_task(k, class_mask)
+        if not net.initialized_:
+            net.initialize()  # after the first task's head exists: it has parameters
+        net.refresh_params()
+        Xt = to_tensor(X)
+        yt = torch.as_tensor(y_enc)
+        tt = torch.full((X.shape[0],), k, dtype=torch.long)
+        task = Task(k, Xt, yt, tt)
+        for plugin in net.plugins:
+            Xt, yt, tt = plugin.training_data(Xt, yt, tt)
+        for plugin in net.plugins:
+            plugin.before_task(net, task)
+        net.initialize_optimizer()
+        net.partial_fit(self._inputs(Xt, tt), yt)
+        for plugin in net.plugins:
+            plugin.after_task(net, task)
+        self.n_experiences_ += 1
 
     # ------------------------------------------------------------- predict
     def _task_index(self, n, task_ids):
@@ -515,7 +537,7 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
         check_is_fitted(self, "net_")
         X = self._validate_X(X, reset=False)
         t = self._task_index(X.shape[0], task_ids)
-        Xt = torch.as_tensor(X) if X.flags.writeable else torch.tensor(X)
+        Xt = to_tensor(X)
         with self._torch_context(device=str(self.net_.device)):
             logits = self.net_.forward(self._inputs(Xt, t), training=False)
         return torch.softmax(logits.float(), dim=-1).numpy()

@@ -1,9 +1,11 @@
 """ContinualClassifier: one estimator for every continual-learning strategy."""
 
 import torch
+from sklearn.utils._param_validation import StrOptions
 
+from ..base import parameter_constraints
 from ._agem import AGEM
-from ._base import BaseContinualClassifier
+from ._base import SCENARIOS, BaseContinualClassifier
 from ._ewc import EWC
 from ._lwf import LwF
 from ._replay import Replay
@@ -26,7 +28,13 @@ STRATEGIES = {
 
 
 def get_strategies(strategy):
-    """Resolve a name, a :class:`Strategy` or a list of them to a list of strategies."""
+    """Resolve a name, a :class:`Strategy` or a list of them to a list of strategies.
+
+    Each strategy's parameters are validated against its
+    ``_parameter_constraints``; a bad value raises
+    ``sklearn.utils._param_validation.InvalidParameterError`` (a
+    ``ValueError``) naming the parameter and the strategy.
+    """
     items = list(strategy) if isinstance(strategy, (list, tuple)) else [strategy]
     if not items:
         raise ValueError("strategy must not be an empty list; use 'naive' for plain "
@@ -42,9 +50,14 @@ def get_strategies(strategy):
                 f"unknown strategy {item!r}; valid names are {sorted(STRATEGIES)}, or pass "
                 "a sktransfer.continual.Strategy instance (or a list of them to combine)"
             )
+        out[-1]._validate_params()
     return out
 
 
+@parameter_constraints(
+    strategy=[StrOptions(set(STRATEGIES)), Strategy, list, tuple],
+    scenario=[StrOptions(set(SCENARIOS))],
+)
 class ContinualClassifier(BaseContinualClassifier):
     """Learn classification tasks one after another with a continual strategy.
 

@@ -29,11 +29,15 @@ Fisher ``F~ <- gamma F~ + F_k`` anchored at the latest solution only:
 ``A = F~``, ``B = F~ theta_k``.
 """
 
-import torch
+from numbers import Integral, Real
 
-from ._base import BaseContinualClassifier
+import torch
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ..base import parameter_constraints
+from ._base import SCENARIOS, BaseContinualClassifier
 from ._fisher import FISHER_KINDS, fisher_diagonal
-from ._strategies import Plugin, Strategy, _check_int, _check_positive
+from ._strategies import _NON_NEGATIVE, _POSITIVE_INT, Plugin, Strategy
 
 __all__ = ["EWC", "EWCContinualClassifier"]
 
@@ -148,28 +152,30 @@ class EWC(Strategy):
     EWC(ewc_lambda=10.0)
     """
 
+    _parameter_constraints: dict = {
+        "ewc_lambda": [_NON_NEGATIVE],
+        "fisher": [StrOptions(set(FISHER_KINDS))],
+        "gamma": [Interval(Real, 0, 1, closed="right"), None],
+        "fisher_n_samples": [_POSITIVE_INT, None],
+    }
+
     def __init__(self, ewc_lambda=100.0, fisher="exact", gamma=None, fisher_n_samples=None):
         self.ewc_lambda = ewc_lambda
         self.fisher = fisher
         self.gamma = gamma
         self.fisher_n_samples = fisher_n_samples
 
-    def _check_params(self):
-        _check_positive("ewc_lambda", self.ewc_lambda)
-        if self.fisher not in FISHER_KINDS:
-            raise ValueError(f"fisher must be one of {FISHER_KINDS}, got {self.fisher!r}")
-        if self.gamma is not None:
-            _check_positive("gamma", self.gamma, allow_zero=False)
-            if self.gamma > 1:
-                raise ValueError(f"gamma must be in (0, 1], got {self.gamma!r}")
-        if self.fisher_n_samples is not None:
-            _check_int("fisher_n_samples", self.fisher_n_samples, 1)
-
     def _build(self, scenario):
         gamma = None if self.gamma is None else float(self.gamma)
-        return _EWCPlugin(self.ewc_lambda, self.fisher, gamma, self.fisher_n_samples)
+        n_samples = None if self.fisher_n_samples is None else int(self.fisher_n_samples)
+        return _EWCPlugin(self.ewc_lambda, self.fisher, gamma, n_samples)
 
 
+@parameter_constraints(
+    **EWC._parameter_constraints,
+    memory_size=[Interval(Integral, 0, None, closed="left")],
+    scenario=[StrOptions(set(SCENARIOS))],
+)
 class EWCContinualClassifier(BaseContinualClassifier):
     """Continual classifier trained with elastic weight consolidation (EWC).
 
@@ -307,7 +313,6 @@ class EWCContinualClassifier(BaseContinualClassifier):
 
         strategies = [EWC(ewc_lambda=self.ewc_lambda, fisher=self.fisher, gamma=self.gamma,
                           fisher_n_samples=self.fisher_n_samples)]
-        _check_int("memory_size", self.memory_size, 0)
         if self.memory_size:
             strategies.append(Replay(memory_size=self.memory_size))
         return strategies

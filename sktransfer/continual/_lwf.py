@@ -17,11 +17,11 @@ import copy
 import torch
 from torch.nn import functional as F
 
-from ._strategies import Plugin, Strategy, _check_positive
+from ..base import MASK_VALUE
+from ._strategies import _NON_NEGATIVE, _POSITIVE, Plugin, Strategy
 
 __all__ = ["LwF"]
 
-_MASK_VALUE = -1e4
 
 
 def _distill(new, old, temperature):
@@ -65,7 +65,7 @@ class _LwFPlugin(Plugin):
         if self.scenario == "task":
             new = net.module_.head_logits(Xi, self.heads)
         elif self.scenario == "class":
-            new = y_pred.masked_fill(~self.old_mask, _MASK_VALUE)
+            new = y_pred.masked_fill(~self.old_mask, MASK_VALUE)
         else:
             new = y_pred
         return self.alpha * _distill(new, old, self.temperature)
@@ -92,13 +92,11 @@ class LwF(Strategy):
     ContinualClassifier(strategy=LwF(alpha=2.0))
     """
 
+    _parameter_constraints: dict = {"alpha": [_NON_NEGATIVE], "temperature": [_POSITIVE]}
+
     def __init__(self, alpha=1.0, temperature=2.0):
         self.alpha = alpha
         self.temperature = temperature
-
-    def _check_params(self):
-        _check_positive("alpha", self.alpha)
-        _check_positive("temperature", self.temperature, allow_zero=False)
 
     def _build(self, scenario):
         return _LwFPlugin(self.alpha, self.temperature, scenario)

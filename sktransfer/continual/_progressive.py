@@ -16,11 +16,11 @@ prediction. This is the dynamic-architecture family of continual learning.
 import torch
 from torch import nn
 
+from ..base import MASK_VALUE, parameter_constraints
 from ._base import BaseContinualClassifier
 
 __all__ = ["ProgressiveNetworkClassifier"]
 
-_MASK_VALUE = -1e4
 
 
 class _Column(nn.Module):
@@ -103,9 +103,10 @@ class ProgressiveModule(nn.Module):
         else:
             stacked = torch.stack(outs, 1)  # (n, K, C)
             out = stacked[torch.arange(X.shape[0], device=X.device), task_ids]
-        return out.masked_fill(~self.head_mask[task_ids], _MASK_VALUE)
+        return out.masked_fill(~self.head_mask[task_ids], MASK_VALUE)
 
 
+@parameter_constraints()
 class ProgressiveNetworkClassifier(BaseContinualClassifier):
     """Progressive neural network: one new MLP column per task, with lateral links.
 

@@ -10,7 +10,7 @@ the mean cross-entropy over current and remembered samples together.
 import numpy as np
 import torch
 
-from ._strategies import Plugin, Strategy, _check_int
+from ._strategies import _POSITIVE_INT, Plugin, Strategy
 
 __all__ = ["ReservoirBuffer", "Replay"]
 
@@ -55,9 +55,9 @@ class ReservoirBuffer:
         if m == 0 or self.capacity == 0:
             return
         if self.X is None:
-            self.X = X.new_empty((self.capacity,) + tuple(X.shape[1:]))
-            self.y = y.new_empty((self.capacity,))
-            self.t = t.new_empty((self.capacity,))
+            self.X = X.new_zeros((self.capacity,) + tuple(X.shape[1:]))
+            self.y = y.new_zeros((self.capacity,))
+            self.t = t.new_zeros((self.capacity,))
         free = min(self.capacity - self.size, m)
         if free:
             sl = slice(self.size, self.size + free)
@@ -129,14 +129,15 @@ class Replay(Strategy):
     ContinualClassifier(strategy=[EWC(), Replay(memory_size=500)])
     """
 
+    _parameter_constraints: dict = {
+        "memory_size": [_POSITIVE_INT],
+        "replay_batch_size": [_POSITIVE_INT, None],
+    }
+
     def __init__(self, memory_size=1000, replay_batch_size=None):
         self.memory_size = memory_size
         self.replay_batch_size = replay_batch_size
 
-    def _check_params(self):
-        _check_int("memory_size", self.memory_size, 1)
-        if self.replay_batch_size is not None:
-            _check_int("replay_batch_size", self.replay_batch_size, 1)
-
     def _build(self, scenario):
-        return _ReplayPlugin(self.memory_size, self.replay_batch_size)
+        batch = None if self.replay_batch_size is None else int(self.replay_batch_size)
+        return _ReplayPlugin(int(self.memory_size), batch)

@@ -18,7 +18,7 @@ list.
 import torch
 
 from ._ewc import _aligned
-from ._strategies import Plugin, Strategy, _check_positive
+from ._strategies import _NON_NEGATIVE, _POSITIVE, Plugin, Strategy
 
 __all__ = ["SynapticIntelligence"]
 
@@ -93,13 +93,11 @@ class SynapticIntelligence(Strategy):
     ContinualClassifier(strategy=SynapticIntelligence(si_c=0.5))
     """
 
+    _parameter_constraints: dict = {"si_c": [_NON_NEGATIVE], "xi": [_POSITIVE]}
+
     def __init__(self, si_c=1.0, xi=0.1):
         self.si_c = si_c
         self.xi = xi
-
-    def _check_params(self):
-        _check_positive("si_c", self.si_c)
-        _check_positive("xi", self.xi, allow_zero=False)
 
     def _build(self, scenario):
         return _SIPlugin(self.si_c, self.xi)

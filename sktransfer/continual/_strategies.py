@@ -35,17 +35,28 @@ Hooks, in the order they run:
     filling the replay memory).
 ``penalty(net)``
     The current value of the strategy's penalty (for ``history``), or 0.
+``rollback_shared()``
+    Data tensors that the snapshot taken before a call may share instead of
+    copy (joint training's stored tasks): a failed call restores the rest.
 
 ``params`` and ``grads`` are the lists of the trainable parameters that
 received a gradient this step, with ``index`` (the positions of these
 parameters in ``net.params``) available as ``net.step_index``.
+
+Every strategy declares its parameters in ``_parameter_constraints`` (the
+constraint objects of :mod:`sklearn.utils._param_validation`), validated with
+``_validate_params()`` when strategies are resolved and again in
+:meth:`Strategy.build`; a bad value raises
+``sklearn.utils._param_validation.InvalidParameterError`` (a ``ValueError``).
 """
 
 from abc import ABCMeta, abstractmethod
+from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval
 
 __all__ = ["Strategy", "Naive", "JointTraining"]
 
@@ -96,37 +107,47 @@ class Plugin:
     def penalty(self, net):
         return 0.0
 
+    def rollback_shared(self):
+        """Tensors a failed call's rollback may keep by reference instead of copying.
+
+        The estimator snapshots a plugin's state before every ``partial_fit``
+        (see ``NeuralEstimatorMixin._rollback``); data that the plugin only ever
+        appends or rebinds, never changes in place, need not be copied.
+        """
+        return ()
+
 
 class Strategy(BaseEstimator, metaclass=ABCMeta):
     """Base class of continual-learning strategies.
 
-    Subclasses implement :meth:`build`, which checks the parameters and
-    returns a fresh :class:`Plugin` holding the strategy's state.
+    Subclasses implement ``_build``, which returns a fresh :class:`Plugin`
+    holding the strategy's state, and declare one entry of
+    ``_parameter_constraints`` per ``__init__`` parameter. :meth:`build`
+    validates the parameters against them first (and calls
+    ``_check_params``, a hook for rules that involve several parameters).
     """
+
+    _parameter_constraints: dict = {}
 
     def build(self, scenario):
         """A fresh plugin for learning in ``scenario``."""
+        self._validate_params()
         self._check_params()
         return self._build(scenario)
 
     def _check_params(self):
-        pass
+        """Checks beyond ``_parameter_constraints`` (across parameters); none by default."""
 
     @abstractmethod
     def _build(self, scenario):
         """The plugin that implements this strategy in ``scenario``."""
 
 
-def _check_positive(name, value, allow_zero=True):
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if not ok or not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-
-
-def _check_int(name, value, minimum):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+# Constraints shared by the strategies: finite numbers > 0 and >= 0 (an
+# Interval never holds NaN, and these exclude inf), and ints >= 1.
+_POSITIVE = Interval(Real, 0, np.inf, closed="neither")
+_NON_NEGATIVE = Interval(Real, 0, np.inf, closed="left")
+_POSITIVE_INT = Interval(Integral, 1, None, closed="left")
 
 
 class Naive(Strategy):
@@ -153,6 +174,10 @@ class _JointPlugin(Plugin):
     def training_data(self, X, y, t):
         self.data.append((X, y, t))
         return tuple(torch.cat(parts) for parts in zip(*self.data))
+
+    def rollback_shared(self):
+        # every task's tensors, kept whole and never written to
+        return [tensor for task in self.data for tensor in task]
 
 
 class JointTraining(Strategy):

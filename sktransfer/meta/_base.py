@@ -15,26 +15,61 @@ as it was.
 """
 
 import copy
-import numbers
+from numbers import Integral, Real
 
 import numpy as np
 import torch
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 from skorch import NeuralNet
 from skorch.callbacks import PassthroughScoring
 from skorch.utils import TeeGenerator
 
-from ._episodes import EpisodeSampler, _check_positive_int
+from ..base import INFERENCE_CHUNK, infer_in_chunks, to_tensor
+from ._episodes import EpisodeSampler
 
-__all__ = ["EpisodicNet", "FewShotClassifierMixin", "TaskSource"]
+__all__ = ["META_PARAMETER_CONSTRAINTS", "EpisodicNet", "FewShotClassifierMixin", "TaskSource"]
 
 #: At most this many rows per class, and about this many rows in all, form the
 #: support set that ``predict`` adapts to after ``fit`` (see ``_predict_support``).
 PREDICT_SUPPORT_PER_CLASS = 20
 PREDICT_SUPPORT_TOTAL = 1000
 #: Rows per forward pass when predicting.
-PREDICT_CHUNK = 1024
+PREDICT_CHUNK = INFERENCE_CHUNK
+
+
+_POSITIVE_INT = Interval(Integral, 1, None, closed="left")
+_NON_NEGATIVE_INT = Interval(Integral, 0, None, closed="left")
+_FINITE_POSITIVE = Interval(Real, 0, np.inf, closed="neither")
+
+#: Constraints of the meta-learning family's parameters; each estimator takes
+#: those of its own parameters (see :func:`~sktransfer.base.parameter_constraints`).
+META_PARAMETER_CONSTRAINTS = {
+    "n_way": [Interval(Integral, 2, None, closed="left"), None],
+    "k_shot": [_POSITIVE_INT],
+    "n_query": [_POSITIVE_INT, None],
+    "episodes_per_epoch": [_POSITIVE_INT],
+    "inner_lr": [_FINITE_POSITIVE],
+    "inner_steps": [_NON_NEGATIVE_INT],
+    "inner_steps_test": [_NON_NEGATIVE_INT, None],
+    "first_order": ["boolean"],
+    "learn_inner_lr": ["boolean"],
+    "adapt_layers": [str, list, tuple],
+    "inner_optimizer": [StrOptions({"sgd", "meta_lstm"})],
+    "task_batching": [StrOptions({"auto", "vmap", "loop"})],
+    "compile_step": ["boolean"],
+    "fce": ["boolean"],
+    "fce_steps": [_POSITIVE_INT],
+    "relation": [StrOptions({"auto", "conv", "mlp"})],
+    "relation_hidden": [_POSITIVE_INT, None],
+    "d_model": [_POSITIVE_INT],
+    "n_heads": [_POSITIVE_INT],
+    "n_layers": [_POSITIVE_INT],
+    "head": [StrOptions({"linear", "cosine"})],
+    "adapt_steps": [_NON_NEGATIVE_INT],
+    "adapt_lr": [_FINITE_POSITIVE],
+}
 
 
 def state_to(state, device):
@@ -57,18 +92,30 @@ def predict_adapted(estimator, X):
     X = estimator._validate_X(X, reset=False)
     module = estimator.net_.module_
     device = str(estimator.net_.device)
-    was_training = module.training
-    module.eval()
-    outs = []
     state = state_to(estimator.adapted_state_, device)
+    with estimator._torch_context(device=device):
+        return infer_in_chunks(lambda xb: module.predict_logits(state, xb), X, device,
+                               modules=[module], chunk=PREDICT_CHUNK)
+
+
+def episodic_dry_run(net, X):
+    """What the template dry-runs for an episodic module: its embedding, or its learner."""
+    module = net.module
+    for name in ("embed", "learner"):
+        forward = getattr(module, name, None)
+        if callable(forward):
+            return forward, X[:2]
+    return None
+
+
+def fit_episodes(net, task_source, episodes_per_epoch):
+    """Train an :class:`EpisodicNet` on the meta-batches ``task_source`` draws."""
+    net.task_source = task_source
     try:
-        with estimator._torch_context(device=device), torch.no_grad():
-            for start in range(0, X.shape[0], PREDICT_CHUNK):
-                Xi = torch.tensor(X[start:start + PREDICT_CHUNK]).to(device)
-                outs.append(module.predict_logits(state, Xi).float().cpu())
+        episodes = np.arange(episodes_per_epoch, dtype=np.float32)
+        net.fit(episodes, episodes)
     finally:
-        module.train(was_training)
-    return torch.cat(outs)
+        net.task_source = None
 
 
 class TaskSource:
@@ -128,16 +175,10 @@ class EpisodicNet(NeuralNet):
         return {"loss": loss.detach(), "y_pred": None}
 
 
-def _check_optional_int(value, name, minimum):
-    if value is None:
-        return None
-    return _check_positive_int(value, name, minimum)
-
-
 class FewShotClassifierMixin:
     """Fit/adapt/predict for episodic few-shot classifiers.
 
-    Subclasses provide ``_check_params()``, ``_build_module(sample_shape,
+    Subclasses provide ``_build_module(sample_shape,
     hidden_layer_sizes, n_way)`` (an ``nn.Module`` with ``meta_step``,
     ``adapt_state(Xs, ys, n_classes)`` and ``predict_logits(state, X)``), and
     may override ``_check_support_classes(n_classes)``.
@@ -148,12 +189,14 @@ class FewShotClassifierMixin:
     _fixed_way = False  # True: adapt needs exactly n_way_ classes
 
     # ---------------------------------------------------------------- params
+    def _check_params(self):
+        """Checks that combine parameters (each one alone is checked by
+        ``_parameter_constraints``); none by default."""
+
     def _check_episode_params(self):
-        n_way = _check_optional_int(self.n_way, "n_way", 2)
-        k_shot = _check_positive_int(self.k_shot, "k_shot", 1)
-        n_query = _check_optional_int(self.n_query, "n_query", 1)
-        _check_positive_int(self.episodes_per_epoch, "episodes_per_epoch", 1)
-        return n_way, k_shot, n_query
+        n_way = None if self.n_way is None else int(self.n_way)
+        n_query = None if self.n_query is None else int(self.n_query)
+        return n_way, int(self.k_shot), n_query
 
     def _validate_y(self, y, n):
         if y is None:
@@ -228,14 +271,18 @@ class FewShotClassifierMixin:
         -------
         self
         """
-        with self._atomic_fit():
-            self._fit(X, y, groups)
-        return self
+        return self._run("fit", X, y, groups=groups)
 
-    def _fit(self, X, y, groups):
-        device, sizes = self._check_common_params()
-        n_way, k_shot, n_query = self._check_episode_params()
+    # --------------------------------------------------------- template hooks
+    def _encode(self, ctx, X, y, groups=None):
+        if ctx.name == "adapt":
+            Xs = self._validate_X(X, reset=False)
+            ys = self._validate_y(y, Xs.shape[0])
+            classes, ys_enc = np.unique(ys, return_inverse=True)
+            self._check_support_classes(len(classes))
+            return {"X": Xs, "y_enc": ys_enc, "classes": classes}
         self._check_params()
+        n_way, k_shot, n_query = self._check_episode_params()
         X = self._validate_X(X, reset=True)
         y = self._validate_y(y, X.shape[0])
         if groups is not None:
@@ -243,31 +290,44 @@ class FewShotClassifierMixin:
             check_consistent_length(X, groups)
         classes, y_enc = np.unique(y, return_inverse=True)
         n_way, n_query = self._resolve_episodes(y_enc, n_way, k_shot, n_query)
-        seed = self._draw_seed()
-        rng = np.random.RandomState(seed)
-        sampler = EpisodeSampler(y_enc, n_way, k_shot, n_query, groups=groups, random_state=rng)
-        with self._torch_context(seed, device):
-            module = self._build_module(X.shape[1:], sizes, n_way,
-                                        k_shot=k_shot, n_query=n_query, device=device)
-            kwargs = self._episodic_callbacks(self._net_kwargs(device))
-            kwargs.pop("iterator_train__shuffle", None)
-            net = EpisodicNet(module, criterion=torch.nn.CrossEntropyLoss, **kwargs)
-            net.task_source = TaskSource(X, y_enc, sampler, device)
-            try:
-                episodes = np.arange(self.episodes_per_epoch, dtype=np.float32)
-                net.fit(episodes, episodes)
-            finally:
-                net.task_source = None
-            rows = self._predict_support(y_enc, len(classes), rng)
-            state = self._adapt_module(net, X[rows], y_enc[rows], len(classes))
+        return {"X": X, "y_enc": y_enc, "classes": classes, "groups": groups,
+                "n_way": n_way, "k_shot": k_shot, "n_query": n_query}
 
+    def _build(self, ctx, data):
+        module = self._build_module(data["X"].shape[1:], ctx.hidden_layer_sizes, data["n_way"],
+                                    k_shot=data["k_shot"], n_query=data["n_query"],
+                                    device=ctx.device)
+        kwargs = self._episodic_callbacks(self._net_kwargs(ctx.device))
+        kwargs.pop("iterator_train__shuffle", None)
+        return EpisodicNet(module, criterion=torch.nn.CrossEntropyLoss, **kwargs)
+
+    def _dry_run_example(self, ctx, net, data):
+        return episodic_dry_run(net, data["X"])
+
+    def _train(self, ctx, net, data):
+        X, y_enc, n_classes = data["X"], data["y_enc"], len(data["classes"])
+        if ctx.name == "adapt":
+            return self._adapt_module(net, X, y_enc, n_classes)
+        rng = np.random.RandomState(ctx.seed)
+        sampler = EpisodeSampler(y_enc, data["n_way"], data["k_shot"], data["n_query"],
+                                 groups=data["groups"], random_state=rng)
+        fit_episodes(net, TaskSource(X, y_enc, sampler, ctx.device), self.episodes_per_epoch)
+        rows = self._predict_support(y_enc, n_classes, rng)
+        return self._adapt_module(net, X[rows], y_enc[rows], n_classes)
+
+    def _record(self, ctx, net, data, state):
+        if ctx.name == "adapt":
+            new = copy.copy(self)
+            new.classes_ = data["classes"]
+            new.adapted_state_ = state
+            return new
         self.net_ = net
-        self.classes_ = classes
-        self.n_way_ = n_way
-        self.n_query_ = n_query
-        self.input_shape_ = tuple(X.shape[1:])
+        self.classes_ = data["classes"]
+        self.n_way_ = data["n_way"]
+        self.n_query_ = data["n_query"]
         self.adapted_state_ = state
         self._after_fit(net)
+        return self
 
     def _after_fit(self, net):
         pass
@@ -276,7 +336,7 @@ class FewShotClassifierMixin:
     def _adapt_module(self, net, Xs, ys_enc, n_classes):
         module = net.module_
         device = str(net.device)
-        Xs = torch.tensor(Xs).to(device)
+        Xs = to_tensor(Xs).to(device)
         ys = torch.as_tensor(ys_enc, dtype=torch.long, device=device)
         was_training = module.training
         module.eval()
@@ -316,19 +376,7 @@ class FewShotClassifierMixin:
             A new fitted estimator of the same class whose ``predict`` answers
             among the support set's classes. ``self`` is left unchanged.
         """
-        check_is_fitted(self, "net_")
-        Xs = self._validate_X(X_support, reset=False)
-        ys = self._validate_y(y_support, Xs.shape[0])
-        classes, ys_enc = np.unique(ys, return_inverse=True)
-        self._check_support_classes(len(classes))
-        seed = self._draw_seed()
-        device = str(self.net_.device)
-        with self._torch_context(seed, device):
-            state = self._adapt_module(self.net_, Xs, ys_enc, len(classes))
-        new = copy.copy(self)
-        new.classes_ = classes
-        new.adapted_state_ = state
-        return new
+        return self._run("adapt", X_support, y_support)
 
     # --------------------------------------------------------------- predict
     def _logits(self, X):
@@ -348,15 +396,3 @@ class FewShotClassifierMixin:
         """The most probable class of ``classes_`` for every row."""
         index = self._logits(X).argmax(dim=1).numpy()
         return self.classes_[index]
-
-
-def check_number(value, name, low=None, high=None, low_inclusive=False):
-    """A real number within bounds, else a TypeError / ValueError that names it."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if low is not None and (value < low or (value == low and not low_inclusive)):
-        raise ValueError(f"{name} must be {'>=' if low_inclusive else '>'} {low}, got {value}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}, got {value}")
-    return float(value)
-

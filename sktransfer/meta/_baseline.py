@@ -9,14 +9,17 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from skorch import NeuralNet
 from torch import nn
 
-from ..base import NeuralEstimatorMixin
-from ._base import PREDICT_CHUNK, FewShotClassifierMixin, check_number, state_to
-from ._episodes import _check_positive_int
+from ..base import NeuralEstimatorMixin, parameter_constraints
+from ._base import (
+    META_PARAMETER_CONSTRAINTS,
+    PREDICT_CHUNK,
+    FewShotClassifierMixin,
+    state_to,
+)
 from ._learner import trunk_width
 
 __all__ = ["BaselineFewShotClassifier"]
 
-_HEADS = ("linear", "cosine")
 
 
 def head_logits(kind, state, feats):
@@ -83,6 +86,7 @@ class BaselineModule(nn.Module):
         return head_logits(self.kind, state, self.embed(X))
 
 
+@parameter_constraints(**META_PARAMETER_CONSTRAINTS)
 class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, ClassifierMixin,
                                 BaseEstimator):
     """Baseline (linear head) and Baseline++ (cosine head) for few-shot classification.
@@ -173,14 +177,7 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
         self.verbose = verbose
         self.net_params = net_params
 
-    def _check_params(self):
-        if self.head not in _HEADS:
-            raise ValueError(f"head must be one of {_HEADS}, got {self.head!r}")
-        _check_positive_int(self.adapt_steps, "adapt_steps", 0)
-        check_number(self.adapt_lr, "adapt_lr", low=0)
-
     def _adapt_options(self):
-        self._check_params()
         return {"steps": int(self.adapt_steps), "lr": float(self.adapt_lr)}
 
     def fit(self, X, y, groups=None):
@@ -197,12 +194,12 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
         -------
         self
         """
-        with self._atomic_fit():
-            self._fit_supervised(X, y)
-        return self
+        return self._run("fit", X, y, groups=groups)
 
-    def _fit_supervised(self, X, y):
-        device, sizes = self._check_common_params()
+    # --------------------------------------------------------- template hooks
+    def _encode(self, ctx, X, y, groups=None):
+        if ctx.name == "adapt":
+            return super()._encode(ctx, X, y)
         self._check_params()
         X = self._validate_X(X, reset=True)
         y = self._validate_y(y, X.shape[0])
@@ -210,14 +207,25 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
         if len(classes) < 2:
             raise ValueError(f"{type(self).__name__} needs at least 2 classes; y has "
                              f"{len(classes)} class")
-        seed = self._draw_seed()
-        with self._torch_context(seed, device):
-            trunk = self._make_trunk(X.shape[1:], sizes)
-            module = BaselineModule(trunk, trunk_width(trunk, X.shape[1:]), len(classes),
-                                    self.head)
-            net = NeuralNet(module, criterion=nn.CrossEntropyLoss, **self._net_kwargs(device))
-            net.fit(torch.tensor(X), torch.as_tensor(y_enc))
+        return {"X": X, "y_enc": y_enc, "classes": classes}
+
+    def _build(self, ctx, data):
+        X = data["X"]
+        trunk = self._make_trunk(X.shape[1:], ctx.hidden_layer_sizes)
+        module = BaselineModule(trunk, trunk_width(trunk, X.shape[1:]), len(data["classes"]),
+                                self.head)
+        return NeuralNet(module, criterion=nn.CrossEntropyLoss, **self._net_kwargs(ctx.device))
+
+    def _train(self, ctx, net, data):
+        if ctx.name == "adapt":
+            return super()._train(ctx, net, data)
+        net.fit(torch.tensor(data["X"]), torch.as_tensor(data["y_enc"]))
+        return state_to(net.module_.head_state(), "cpu")
+
+    def _record(self, ctx, net, data, state):
+        if ctx.name == "adapt":
+            return super()._record(ctx, net, data, state)
         self.net_ = net
-        self.classes_ = classes
-        self.input_shape_ = tuple(X.shape[1:])
-        self.adapted_state_ = state_to(net.module_.head_state(), "cpu")
+        self.classes_ = data["classes"]
+        self.adapted_state_ = state
+        return self

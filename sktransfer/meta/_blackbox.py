@@ -3,7 +3,8 @@
 import torch
 from torch import nn
 
-from ._episodes import _check_positive_int
+from ..base import parameter_constraints
+from ._base import META_PARAMETER_CONSTRAINTS
 from ._learner import trunk_width
 from ._metric import MetricFewShotClassifier, MetricModule
 
@@ -73,6 +74,7 @@ class BlackBoxModule(MetricModule):
         return self.run(state["support"], slots[state["labels"]], self.embed(X), slots)
 
 
+@parameter_constraints(**META_PARAMETER_CONSTRAINTS)
 class BlackBoxMetaClassifier(MetricFewShotClassifier):
     """A black-box meta-learner: attention over the labelled support set as a sequence.
 
@@ -175,9 +177,7 @@ class BlackBoxMetaClassifier(MetricFewShotClassifier):
         self.net_params = net_params
 
     def _check_params(self):
-        d = _check_positive_int(self.d_model, "d_model", 1)
-        h = _check_positive_int(self.n_heads, "n_heads", 1)
-        _check_positive_int(self.n_layers, "n_layers", 1)
+        d, h = int(self.d_model), int(self.n_heads)
         if d % h:
             raise ValueError(f"d_model={d} must be divisible by n_heads={h}")
 

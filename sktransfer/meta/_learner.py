@@ -1,8 +1,9 @@
 """The network that gradient-based meta-learners adapt: a trunk and a linear head."""
 
 import numpy as np
-import torch
 from torch import nn
+
+from ..base import trunk_output_shape
 
 __all__ = ["Learner", "build_trunk", "trunk_output_shape", "trunk_width"]
 
@@ -21,20 +22,6 @@ class Learner(nn.Module):
 
     def forward(self, X):
         return self.head(self.trunk(X).flatten(1))
-
-
-def trunk_output_shape(trunk, sample_shape):
-    """Shape of one sample's trunk output, from a dry run in evaluation mode."""
-    was_training = trunk.training
-    trunk.eval()
-    try:
-        with torch.no_grad():
-            param = next(trunk.parameters(), None)
-            kwargs = {} if param is None else {"dtype": param.dtype, "device": param.device}
-            out = trunk(torch.zeros((2, *sample_shape), **kwargs))
-    finally:
-        trunk.train(was_training)
-    return tuple(out.shape[1:])
 
 
 def trunk_width(trunk, sample_shape):

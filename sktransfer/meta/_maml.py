@@ -1,12 +1,10 @@
 """MAMLClassifier: model-agnostic meta-learning (Finn et al., 2017) and its variants."""
 
-import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from ..base import NeuralEstimatorMixin
-from ._base import FewShotClassifierMixin, check_number
-from ._episodes import _check_positive_int
+from ..base import NeuralEstimatorMixin, parameter_constraints
+from ._base import META_PARAMETER_CONSTRAINTS, FewShotClassifierMixin
 from ._learner import (
     Learner,
     build_trunk,
@@ -18,26 +16,10 @@ from ._maml_module import MAMLModule, choose_task_batching
 
 __all__ = ["MAMLClassifier"]
 
-_BATCHING = ("auto", "vmap", "loop")
-_INNER_OPTIMIZERS = ("sgd", "meta_lstm")
-
-
 class MAMLParamsMixin:
     """Parameter checks and the meta-model shared by the MAML-family estimators."""
 
     def _check_params(self):
-        check_number(self.inner_lr, "inner_lr", low=0)
-        _check_positive_int(self.inner_steps, "inner_steps", 0)
-        if self.inner_steps_test is not None:
-            _check_positive_int(self.inner_steps_test, "inner_steps_test", 0)
-        if self.task_batching not in _BATCHING:
-            raise ValueError(f"task_batching must be one of {_BATCHING}, "
-                             f"got {self.task_batching!r}")
-        if self.inner_optimizer not in _INNER_OPTIMIZERS:
-            raise ValueError(f"inner_optimizer must be one of {_INNER_OPTIMIZERS}, "
-                             f"got {self.inner_optimizer!r}")
-        if not isinstance(self.compile_step, (bool, np.bool_)):
-            raise TypeError(f"compile_step must be a bool, got {self.compile_step!r}")
         if self.inner_optimizer == "meta_lstm" and self.learn_inner_lr:
             raise ValueError("learn_inner_lr=True (Meta-SGD) and inner_optimizer='meta_lstm' "
                              "are two different learned update rules; choose one")
@@ -63,9 +45,8 @@ class MAMLParamsMixin:
             reason=reason, compile_step=self.compile_step)
 
     def _adapt_options(self):
-        if self.inner_steps_test is None:
-            return {"steps": _check_positive_int(self.inner_steps, "inner_steps", 0)}
-        return {"steps": _check_positive_int(self.inner_steps_test, "inner_steps_test", 0)}
+        steps = self.inner_steps if self.inner_steps_test is None else self.inner_steps_test
+        return {"steps": int(steps)}
 
     def _after_fit(self, net):
         module = net.module_
@@ -73,6 +54,7 @@ class MAMLParamsMixin:
         self.task_batching_reason_ = module.task_batching_reason
 
 
+@parameter_constraints(**META_PARAMETER_CONSTRAINTS)
 class MAMLClassifier(MAMLParamsMixin, FewShotClassifierMixin, NeuralEstimatorMixin,
                      ClassifierMixin, BaseEstimator):
     """Model-agnostic meta-learning for few-shot classification.

@@ -5,11 +5,20 @@ import copy
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_consistent_length, column_or_1d
 
-from ..base import NeuralEstimatorMixin
-from ._base import PREDICT_SUPPORT_TOTAL, EpisodicNet, TaskSource, predict_adapted, state_to
-from ._episodes import Episode, _check_positive_int
+from ..base import NeuralEstimatorMixin, parameter_constraints, to_tensor
+from ._base import (
+    META_PARAMETER_CONSTRAINTS,
+    PREDICT_SUPPORT_TOTAL,
+    EpisodicNet,
+    TaskSource,
+    episodic_dry_run,
+    fit_episodes,
+    predict_adapted,
+    state_to,
+)
+from ._episodes import Episode
 from ._maml import MAMLParamsMixin
 
 __all__ = ["MAMLRegressor"]
@@ -33,6 +42,7 @@ class TaskRowSampler:
         return Episode(chosen[:self.k_shot], chosen[self.k_shot:], None, None, None)
 
 
+@parameter_constraints(**META_PARAMETER_CONSTRAINTS)
 class MAMLRegressor(MAMLParamsMixin, NeuralEstimatorMixin, RegressorMixin, BaseEstimator):
     """Model-agnostic meta-learning for few-shot regression.
 
@@ -187,69 +197,7 @@ class MAMLRegressor(MAMLParamsMixin, NeuralEstimatorMixin, RegressorMixin, BaseE
         -------
         self
         """
-        with self._atomic_fit():
-            self._fit(X, y, groups)
-        return self
-
-    def _fit(self, X, y, groups):
-        device, sizes = self._check_common_params()
-        k_shot = _check_positive_int(self.k_shot, "k_shot", 1)
-        n_query = _check_positive_int(self.n_query, "n_query", 1)
-        _check_positive_int(self.episodes_per_epoch, "episodes_per_epoch", 1)
-        self._check_params()
-        X = self._validate_X(X, reset=True)
-        y = self._validate_y(y, X.shape[0])
-        groups = np.zeros(X.shape[0], dtype=int) if groups is None else column_or_1d(groups)
-        check_consistent_length(X, groups)
-        smallest = int(np.unique(groups, return_counts=True)[1].min())
-        if smallest < 2:
-            raise ValueError(f"every task needs at least 2 rows (one support, one query); "
-                             f"the smallest task has n_samples = {smallest}")
-        if smallest < k_shot + n_query:
-            k_shot = max(1, smallest * k_shot // (k_shot + n_query))
-            n_query = smallest - k_shot
-        y_mean = float(y.mean())
-        y_scale = float(y.std()) or 1.0
-        y_std = ((y - y_mean) / y_scale).astype(np.float32)
-        seed = self._draw_seed()
-        rng = np.random.RandomState(seed)
-        sampler = TaskRowSampler(groups, k_shot, n_query, rng)
-        with self._torch_context(seed, device):
-            module = self._maml_module(X.shape[1:], sizes, 1, k_shot + n_query, device,
-                                       "regression")
-            kwargs = self._net_kwargs(device)
-            kwargs.pop("iterator_train__shuffle", None)
-            net = EpisodicNet(module, criterion=torch.nn.MSELoss, **kwargs)
-            net.task_source = TaskSource(X, y_std, sampler, device, y_dtype=torch.float32)
-            try:
-                episodes = np.arange(self.episodes_per_epoch, dtype=np.float32)
-                net.fit(episodes, episodes)
-            finally:
-                net.task_source = None
-            rows = np.sort(rng.choice(X.shape[0], min(X.shape[0], PREDICT_SUPPORT_TOTAL),
-                                      replace=False))
-            state = self._adapt_std(net, X[rows], y_std[rows])
-        self.net_ = net
-        self.k_shot_ = k_shot
-        self.n_query_ = n_query
-        self.y_mean_ = y_mean
-        self.y_scale_ = y_scale
-        self.input_shape_ = tuple(X.shape[1:])
-        self.adapted_state_ = state
-        self._after_fit(net)
-
-    def _adapt_std(self, net, Xs, ys_std):
-        module = net.module_
-        device = str(net.device)
-        was_training = module.training
-        module.eval()
-        try:
-            state = module.adapt_state(torch.tensor(Xs).to(device),
-                                       torch.as_tensor(ys_std, device=device),
-                                       **self._adapt_options())
-            return state_to(state, "cpu")
-        finally:
-            module.train(was_training)
+        return self._run("fit", X, y, groups=groups)
 
     def adapt(self, X_support, y_support):
         """Adapt to a new task's support rows; returns a new fitted estimator.
@@ -265,15 +213,81 @@ class MAMLRegressor(MAMLParamsMixin, NeuralEstimatorMixin, RegressorMixin, BaseE
             A copy whose ``predict`` answers for the new task; ``self`` is
             left unchanged.
         """
-        check_is_fitted(self, "net_")
-        Xs = self._validate_X(X_support, reset=False)
-        ys = self._validate_y(y_support, Xs.shape[0])
-        ys_std = ((ys - self.y_mean_) / self.y_scale_).astype(np.float32)
-        with self._torch_context(device=str(self.net_.device)):
-            state = self._adapt_std(self.net_, Xs, ys_std)
-        new = copy.copy(self)
-        new.adapted_state_ = state
-        return new
+        return self._run("adapt", X_support, y_support)
+
+    # --------------------------------------------------------- template hooks
+    def _encode(self, ctx, X, y, groups=None):
+        if ctx.name == "adapt":
+            Xs = self._validate_X(X, reset=False)
+            ys = self._validate_y(y, Xs.shape[0])
+            return {"X": Xs, "y_std": ((ys - self.y_mean_) / self.y_scale_).astype(np.float32)}
+        k_shot, n_query = int(self.k_shot), int(self.n_query)
+        self._check_params()
+        X = self._validate_X(X, reset=True)
+        y = self._validate_y(y, X.shape[0])
+        groups = np.zeros(X.shape[0], dtype=int) if groups is None else column_or_1d(groups)
+        check_consistent_length(X, groups)
+        smallest = int(np.unique(groups, return_counts=True)[1].min())
+        if smallest < 2:
+            raise ValueError(f"every task needs at least 2 rows (one support, one query); "
+                             f"the smallest task has n_samples = {smallest}")
+        if smallest < k_shot + n_query:
+            k_shot = max(1, smallest * k_shot // (k_shot + n_query))
+            n_query = smallest - k_shot
+        y_mean = float(y.mean())
+        y_scale = float(y.std()) or 1.0
+        y_std = ((y - y_mean) / y_scale).astype(np.float32)
+        return {"X": X, "y_std": y_std, "groups": groups, "k_shot": k_shot,
+                "n_query": n_query, "y_mean": y_mean, "y_scale": y_scale}
+
+    def _build(self, ctx, data):
+        module = self._maml_module(data["X"].shape[1:], ctx.hidden_layer_sizes, 1,
+                                   data["k_shot"] + data["n_query"], ctx.device, "regression")
+        kwargs = self._net_kwargs(ctx.device)
+        kwargs.pop("iterator_train__shuffle", None)
+        return EpisodicNet(module, criterion=torch.nn.MSELoss, **kwargs)
+
+    def _dry_run_example(self, ctx, net, data):
+        return episodic_dry_run(net, data["X"])
+
+    def _train(self, ctx, net, data):
+        X, y_std = data["X"], data["y_std"]
+        if ctx.name == "adapt":
+            return self._adapt_std(net, X, y_std)
+        rng = np.random.RandomState(ctx.seed)
+        sampler = TaskRowSampler(data["groups"], data["k_shot"], data["n_query"], rng)
+        fit_episodes(net, TaskSource(X, y_std, sampler, ctx.device, y_dtype=torch.float32),
+                     self.episodes_per_epoch)
+        rows = np.sort(rng.choice(X.shape[0], min(X.shape[0], PREDICT_SUPPORT_TOTAL),
+                                  replace=False))
+        return self._adapt_std(net, X[rows], y_std[rows])
+
+    def _record(self, ctx, net, data, state):
+        if ctx.name == "adapt":
+            new = copy.copy(self)
+            new.adapted_state_ = state
+            return new
+        self.net_ = net
+        self.k_shot_ = data["k_shot"]
+        self.n_query_ = data["n_query"]
+        self.y_mean_ = data["y_mean"]
+        self.y_scale_ = data["y_scale"]
+        self.adapted_state_ = state
+        self._after_fit(net)
+        return self
+
+    def _adapt_std(self, net, Xs, ys_std):
+        module = net.module_
+        device = str(net.device)
+        was_training = module.training
+        module.eval()
+        try:
+            state = module.adapt_state(to_tensor(Xs).to(device),
+                                       torch.as_tensor(ys_std, device=device),
+                                       **self._adapt_options())
+            return state_to(state, "cpu")
+        finally:
+            module.train(was_training)
 
     def predict(self, X):
         """Predictions for the task of the last adaptation (the training rows after ``fit``).

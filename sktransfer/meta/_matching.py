@@ -1,10 +1,11 @@
 """MatchingClassifier: matching networks (Vinyals et al., 2016)."""
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..base import parameter_constraints
+from ._base import META_PARAMETER_CONSTRAINTS
 from ._fce import FullContextEmbedding
 from ._learner import trunk_width
 from ._metric import MetricFewShotClassifier, MetricModule
@@ -55,6 +56,7 @@ class MatchingModule(MetricModule):
         return self.attend(gs, state["labels"], fq, state["n_classes"]).to(X.dtype)
 
 
+@parameter_constraints(**META_PARAMETER_CONSTRAINTS)
 class MatchingClassifier(MetricFewShotClassifier):
     """Matching networks: classify a query by attention over the labelled support set.
 
@@ -166,13 +168,6 @@ class MatchingClassifier(MetricFewShotClassifier):
         self.random_state = random_state
         self.verbose = verbose
         self.net_params = net_params
-
-    def _check_params(self):
-        from ._episodes import _check_positive_int
-
-        if not isinstance(self.fce, (bool, np.bool_)):
-            raise ValueError(f"fce must be True or False, got {self.fce!r}")
-        _check_positive_int(self.fce_steps, "fce_steps", 1)
 
     def _metric_module(self, trunk, sample_shape):
         if not self.fce:

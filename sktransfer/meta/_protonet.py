@@ -2,6 +2,8 @@
 
 import torch
 
+from ..base import parameter_constraints
+from ._base import META_PARAMETER_CONSTRAINTS
 from ._metric import MetricFewShotClassifier, MetricModule, class_means
 
 __all__ = ["PrototypicalClassifier"]
@@ -23,6 +25,7 @@ class ProtoModule(MetricModule):
         return -torch.cdist(self.embed(X), state["prototypes"]).pow(2)
 
 
+@parameter_constraints(**META_PARAMETER_CONSTRAINTS)
 class PrototypicalClassifier(MetricFewShotClassifier):
     """Prototypical networks: classify by the distance to each class's mean embedding.
 

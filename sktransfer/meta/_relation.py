@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from ..base import parameter_constraints
+from ._base import META_PARAMETER_CONSTRAINTS
 from ._learner import trunk_output_shape, trunk_width
 from ._metric import MetricFewShotClassifier, MetricModule, class_means
 
@@ -176,6 +178,7 @@ class ConvRelationModule(RelationModule):
         return torch.log(scores.clamp_min(1e-12))
 
 
+@parameter_constraints(**META_PARAMETER_CONSTRAINTS)
 class RelationClassifier(MetricFewShotClassifier):
     """Relation networks: a learned similarity between a query and each class.
 
@@ -297,14 +300,6 @@ class RelationClassifier(MetricFewShotClassifier):
         self.random_state = random_state
         self.verbose = verbose
         self.net_params = net_params
-
-    def _check_params(self):
-        from ._episodes import _check_positive_int
-
-        if not isinstance(self.relation, str) or self.relation not in RELATIONS:
-            raise ValueError(f"relation must be one of {RELATIONS}, got {self.relation!r}")
-        if self.relation_hidden is not None:
-            _check_positive_int(self.relation_hidden, "relation_hidden", 1)
 
     def _build_module(self, sample_shape, sizes, n_way, *, k_shot, n_query, device):
         relation = self.relation

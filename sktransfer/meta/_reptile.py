@@ -1,12 +1,14 @@
 """ReptileClassifier: first-order meta-learning by moving toward adapted weights
 (Nichol, Achiam & Schulman, 2018)."""
 
+from numbers import Integral
+
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils._param_validation import Interval
 
-from ..base import NeuralEstimatorMixin
-from ._base import FewShotClassifierMixin, check_number
-from ._episodes import _check_positive_int
+from ..base import NeuralEstimatorMixin, parameter_constraints
+from ._base import META_PARAMETER_CONSTRAINTS, FewShotClassifierMixin
 from ._learner import Learner, build_trunk, trunk_width, use_fused_batch_norm
 from ._maml_module import MAMLModule
 
@@ -46,6 +48,8 @@ class ReptileModule(MAMLModule):
         return total / n_tasks, correct / n_tasks
 
 
+@parameter_constraints(**{**META_PARAMETER_CONSTRAINTS,
+                          "inner_steps": [Interval(Integral, 1, None, closed="left")]})
 class ReptileClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, ClassifierMixin,
                         BaseEstimator):
     """Reptile: first-order meta-learning without a query/support split in training.
@@ -150,15 +154,9 @@ class ReptileClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Classifier
         self.verbose = verbose
         self.net_params = net_params
 
-    def _check_params(self):
-        check_number(self.inner_lr, "inner_lr", low=0)
-        _check_positive_int(self.inner_steps, "inner_steps", 1)
-        if self.inner_steps_test is not None:
-            _check_positive_int(self.inner_steps_test, "inner_steps_test", 0)
-
     def _adapt_options(self):
         steps = self.inner_steps if self.inner_steps_test is None else self.inner_steps_test
-        return {"steps": _check_positive_int(steps, "inner_steps_test", 0)}
+        return {"steps": int(steps)}
 
     def _build_module(self, sample_shape, sizes, n_way, *, k_shot, n_query, device):
         trunk = build_trunk(self, sample_shape, sizes)

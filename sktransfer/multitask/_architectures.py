@@ -14,14 +14,25 @@ has the same call contract::
 ``C`` is the largest output width over tasks; the estimator masks the
 columns a task does not use. A network may define ``shared_parameters()``
 (used by gradient-based weightings) and ``penalty()`` (added to the loss).
+
+Every architecture declares its parameters in ``_parameter_constraints`` (the
+constraint objects of :mod:`sklearn.utils._param_validation`);
+:func:`build_architecture` validates them with ``_validate_params()`` before
+anything is built, so a bad value raises
+``sklearn.utils._param_validation.InvalidParameterError`` (a ``ValueError``).
 """
 
+import math
 from abc import ABCMeta, abstractmethod
+from numbers import Integral, Real
 
+import numpy as np
 import torch
 from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
+from ..base import trunk_output_shape
 from ._attention import AttentionNet
 from ._blocks import block_shapes, fresh_copy, layer_sequence, split_blocks
 from ._columns import ColumnNet
@@ -46,19 +57,8 @@ __all__ = [
 
 
 def _output_width(trunk, example):
-    was_training = trunk.training
-    trunk.eval()
-    try:
-        with torch.no_grad():
-            out = trunk(example)
-    finally:
-        trunk.train(was_training)
-    if not isinstance(out, torch.Tensor) or out.dim() < 2:
-        raise ValueError(
-            f"the trunk module must return a (n_samples, n_features) tensor; it returned "
-            f"{type(out).__name__} of shape {getattr(out, 'shape', None)}"
-        )
-    return int(out[0].numel())
+    """Width of the trunk's flattened output for samples shaped like ``example``'s."""
+    return int(math.prod(trunk_output_shape(trunk, tuple(example.shape[1:]))))
 
 
 def _checked_width(trunk, example, what):
@@ -85,12 +85,22 @@ class Architecture(BaseEstimator, metaclass=ABCMeta):
     Subclasses implement ``build(make_trunk, X_example, n_tasks, n_outputs)``,
     which returns a fresh network with the ``forward(X, task_ids=None)``
     contract. ``make_trunk(n_inputs)`` returns a new trunk (``None``: for
-    the original input).
+    the original input). Subclasses declare one entry of
+    ``_parameter_constraints`` per ``__init__`` parameter.
     """
+
+    _parameter_constraints: dict = {}
 
     @abstractmethod
     def build(self, make_trunk, X_example, n_tasks, n_outputs):
         """A fresh network with the ``forward(X, task_ids=None)`` contract."""
+
+
+# A finite number >= 0 (an Interval never holds NaN, and this one excludes inf).
+_NON_NEGATIVE = Interval(Real, 0, np.inf, closed="left")
+# The weight a unit keeps of itself in a mixing matrix whose rows sum to 1: in
+# [0, 1], the off-diagonal weights (1 - init_self) / (T - 1) are then >= 0 too.
+_INIT_SELF = Interval(Real, 0, 1, closed="both")
 
 
 class HardParameterSharing(Architecture):
@@ -110,13 +120,12 @@ class HardParameterSharing(Architecture):
     HardParameterSharing(task_covariance_penalty=0.001)
     """
 
+    _parameter_constraints: dict = {"task_covariance_penalty": [_NON_NEGATIVE]}
+
     def __init__(self, task_covariance_penalty=0.0):
         self.task_covariance_penalty = task_covariance_penalty
 
     def build(self, make_trunk, X_example, n_tasks, n_outputs):
-        if not self.task_covariance_penalty >= 0:
-            raise ValueError("task_covariance_penalty must be >= 0, got "
-                             f"{self.task_covariance_penalty!r}")
         trunk = make_trunk(None)
         width = _checked_width(trunk, X_example, f"X of sample shape {tuple(X_example.shape[1:])}")
         return HardSharing(trunk, width, n_tasks, n_outputs, self.task_covariance_penalty)
@@ -152,7 +161,7 @@ class CrossStitch(Architecture):
 
     Parameters
     ----------
-    init_self : float, default=0.9
+    init_self : float in [0, 1], default=0.9
 
     Examples
     --------
@@ -160,6 +169,8 @@ class CrossStitch(Architecture):
     >>> CrossStitch(init_self=0.8)
     CrossStitch(init_self=0.8)
     """
+
+    _parameter_constraints: dict = {"init_self": [_INIT_SELF]}
 
     def __init__(self, init_self=0.9):
         self.init_self = init_self
@@ -169,7 +180,7 @@ class CrossStitch(Architecture):
                    for t in _distinct_copies(make_trunk, n_tasks)]
         shapes = block_shapes(columns[0], X_example)
         return ColumnNet(columns, shapes, n_tasks, n_outputs, mixing="cross_stitch",
-                         init_self=self.init_self)
+                         init_self=float(self.init_self))
 
 
 class Sluice(Architecture):
@@ -183,9 +194,9 @@ class Sluice(Architecture):
 
     Parameters
     ----------
-    n_subspaces : int, default=2
-    init_self : float, default=0.9
-    orthogonality : float, default=0.01
+    n_subspaces : int >= 1, default=2
+    init_self : float in [0, 1], default=0.9
+    orthogonality : float >= 0, default=0.01
 
     Examples
     --------
@@ -194,20 +205,24 @@ class Sluice(Architecture):
     4
     """
 
+    _parameter_constraints: dict = {
+        "n_subspaces": [Interval(Integral, 1, None, closed="left")],
+        "init_self": [_INIT_SELF],
+        "orthogonality": [_NON_NEGATIVE],
+    }
+
     def __init__(self, n_subspaces=2, init_self=0.9, orthogonality=0.01):
         self.n_subspaces = n_subspaces
         self.init_self = init_self
         self.orthogonality = orthogonality
 
     def build(self, make_trunk, X_example, n_tasks, n_outputs):
-        if not isinstance(self.n_subspaces, int) or self.n_subspaces < 1:
-            raise ValueError(f"n_subspaces must be a positive int, got {self.n_subspaces!r}")
         columns = [split_blocks(layer_sequence(t, "sluice"))
                    for t in _distinct_copies(make_trunk, n_tasks)]
         shapes = block_shapes(columns[0], X_example)
         return ColumnNet(columns, shapes, n_tasks, n_outputs, mixing="sluice",
-                         init_self=self.init_self, n_subspaces=self.n_subspaces,
-                         orthogonality=self.orthogonality)
+                         init_self=float(self.init_self), n_subspaces=int(self.n_subspaces),
+                         orthogonality=float(self.orthogonality))
 
 
 class MTAN(Architecture):
@@ -241,13 +256,13 @@ class MMoE(Architecture):
     MMoE(n_experts=3)
     """
 
+    _parameter_constraints: dict = {"n_experts": [Interval(Integral, 1, None, closed="left")]}
+
     def __init__(self, n_experts=4):
         self.n_experts = n_experts
 
     def build(self, make_trunk, X_example, n_tasks, n_outputs):
-        if not isinstance(self.n_experts, int) or self.n_experts < 1:
-            raise ValueError(f"n_experts must be a positive int, got {self.n_experts!r}")
-        experts = _distinct_copies(make_trunk, self.n_experts)
+        experts = _distinct_copies(make_trunk, int(self.n_experts))
         width = _checked_width(experts[0], X_example,
                                f"X of sample shape {tuple(X_example.shape[1:])}")
         return MixtureOfExpertsNet(experts, width, X_example[0].numel(), n_tasks, n_outputs)
@@ -277,6 +292,11 @@ class TaskConditioning(Architecture):
     TaskConditioning(how='film', where='all')
     """
 
+    _parameter_constraints: dict = {
+        "where": [StrOptions(set(_WHERE))],
+        "how": [StrOptions(set(_HOW))],
+    }
+
     def __init__(self, where="input", how="concat"):
         self.where = where
         self.how = how
@@ -284,10 +304,6 @@ class TaskConditioning(Architecture):
     def build(self, make_trunk, X_example, n_tasks, n_outputs):
         from ..modules import MLP
 
-        if self.where not in _WHERE:
-            raise ValueError(f"where must be one of {_WHERE}, got {self.where!r}")
-        if self.how not in _HOW:
-            raise ValueError(f"how must be one of {_HOW}, got {self.how!r}")
         if self.how == "concat" and X_example.dim() != 2:
             raise ValueError(
                 "conditioning by concatenation appends a one-hot task vector to the input "
@@ -357,6 +373,11 @@ def build_architecture(architecture, make_trunk, X_example, n_tasks, n_outputs):
         the original input shape).
     X_example : torch.Tensor
         A couple of input rows, to infer shapes.
+
+    The architecture's parameters are validated against its
+    ``_parameter_constraints`` first; a bad value raises
+    ``sklearn.utils._param_validation.InvalidParameterError`` (a
+    ``ValueError``) naming the parameter and the architecture.
     """
     if isinstance(architecture, nn.Module):
         return architecture
@@ -368,4 +389,5 @@ def build_architecture(architecture, make_trunk, X_example, n_tasks, n_outputs):
             "or pass a sktransfer.multitask.Architecture or an nn.Module with "
             "forward(X, task_ids=None)"
         )
+    architecture._validate_params()
     return architecture.build(make_trunk, X_example, n_tasks, n_outputs)

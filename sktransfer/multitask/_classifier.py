@@ -6,11 +6,13 @@ from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import accuracy_score
 
+from ..base import parameter_constraints
 from ._estimator import MultiTaskMixin
 
 __all__ = ["MultiTaskClassifier"]
 
 
+@parameter_constraints()
 class MultiTaskClassifier(MultiTaskMixin, ClassifierMixin, BaseEstimator):
     """Learn several classification tasks with one network.
 

@@ -1,12 +1,16 @@
 """What MultiTaskClassifier and MultiTaskRegressor share: inputs, fit, forward."""
 
+from numbers import Integral, Real
+
 import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, r2_score
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
+from torch import nn
 
-from ..base import NeuralEstimatorMixin
-from ._architectures import build_architecture
+from ..base import COMMON_PARAMETER_CONSTRAINTS, NeuralEstimatorMixin, to_tensor
+from ._architectures import ARCHITECTURES, Architecture, build_architecture
 from ._net import AcceleratedMultiTaskNet, MultiTaskLoss, MultiTaskModule, MultiTaskNet
 from ._targets import (
     _is_missing,
@@ -17,7 +21,7 @@ from ._targets import (
     resolve_task_types,
     validate_task_ids,
 )
-from ._weighting import get_weighting
+from ._weighting import WEIGHTINGS, Weighting, get_weighting
 
 
 class MultiTaskMixin(NeuralEstimatorMixin):
@@ -27,6 +31,16 @@ class MultiTaskMixin(NeuralEstimatorMixin):
     """
 
     _default_task_type = "classification"
+
+    _parameter_constraints = {
+        **COMMON_PARAMETER_CONSTRAINTS,
+        "architecture": [StrOptions(set(ARCHITECTURES)), Architecture, nn.Module],
+        "weighting": [StrOptions(set(WEIGHTINGS)), Weighting],
+        "task_weights": ["array-like", dict, None],
+        "task_column": [Integral, str, None],
+        "missing_label": [Real, str, None],
+        "task_types": [list, tuple, dict, None],
+    }
 
     __metadata_request__fit = {"task_ids": True}
     __metadata_request__partial_fit = {"task_ids": True}
@@ -78,7 +92,7 @@ class MultiTaskMixin(NeuralEstimatorMixin):
 
     @staticmethod
     def _inputs(X, t):
-        X = torch.as_tensor(X) if X.flags.writeable else torch.tensor(X)
+        X = to_tensor(X)
         return {"X": X} if t is None else {"X": X, "task_ids": torch.as_tensor(t)}
 
     # -------------------------------------------------------------------- fit
@@ -98,18 +112,7 @@ class MultiTaskMixin(NeuralEstimatorMixin):
         -------
         self
         """
-        with self._atomic_fit():
-            self._fit(X, y, task_ids)
-        return self
-
-    def _fit(self, X, y, task_ids):
-        device, sizes = self._check_common_params()
-        X, t_enc, y_enc, tasks, infos, multi_target = self._prepare(X, y, task_ids, reset=True)
-        seed = self._draw_seed()
-        with self._torch_context(seed, device):
-            net = self._build_net(X, tasks, infos, device, sizes)
-            net.fit(self._inputs(X, t_enc), torch.as_tensor(y_enc))
-        self._set_fitted(net, X, tasks, infos, multi_target, seed)
+        return self._run("fit", X, y, task_ids=task_ids)
 
     def partial_fit(self, X, y=None, task_ids=None, classes=None):
         """Train one epoch on this data, starting from the current weights.
@@ -119,7 +122,8 @@ class MultiTaskMixin(NeuralEstimatorMixin):
         every classification task (``classes`` is then required, as in
         scikit-learn) and the target scaling of regression tasks (from this
         first data). Later calls check that labels and tasks stay within
-        those. A call that fails validation leaves the model as it was.
+        those. A call that fails, in validation or in training, leaves the
+        model exactly as it was.
 
         Parameters
         ----------
@@ -136,17 +140,42 @@ class MultiTaskMixin(NeuralEstimatorMixin):
         -------
         self
         """
-        with self._atomic_fit():
-            if not hasattr(self, "net_"):
-                self._first_partial_fit(X, y, task_ids, classes)
-            else:
-                self._check_same_classes(classes)
-                X, t_enc, y_enc, *_ = self._prepare(X, y, task_ids, reset=False)
-                self._partial_calls += 1
-                seed = (self._seed + 7919 * self._partial_calls) % np.iinfo(np.int32).max
-                with self._torch_context(seed, str(self.net_.device)):
-                    self.net_.partial_fit(self._inputs(X, t_enc), torch.as_tensor(y_enc),
-                                          epochs=1)
+        return self._run("partial_fit", X, y, task_ids=task_ids, classes=classes)
+
+    # --------------------------------------------------------- template hooks
+    def _encode(self, ctx, X, y, task_ids=None, classes=None):
+        if ctx.new_model:
+            first_partial = ctx.name == "partial_fit"
+            return self._prepare(X, y, task_ids, reset=True, classes=classes,
+                                 first_partial=first_partial)
+        self._check_same_classes(classes)
+        return self._prepare(X, y, task_ids, reset=False)
+
+    def _build(self, ctx, data):
+        X, _, _, tasks, infos, _ = data
+        net = self._build_net(X, tasks, infos, ctx.device, ctx.hidden_layer_sizes)
+        if ctx.name == "partial_fit":
+            net.initialize()
+        return net
+
+    def _dry_run_example(self, ctx, net, data):
+        X, t_enc, *_ = data
+        module = net.module_ if net.initialized_ else net.module
+        t = None if t_enc is None else torch.as_tensor(t_enc[:2])
+        return (lambda xb: module(xb, t)), X[:2]
+
+    def _train(self, ctx, net, data):
+        X, t_enc, y_enc, *_ = data
+        inputs, target = self._inputs(X, t_enc), torch.as_tensor(y_enc)
+        if ctx.name == "fit":
+            net.fit(inputs, target)
+        else:
+            net.partial_fit(inputs, target, epochs=1)
+
+    def _record(self, ctx, net, data, result):
+        if ctx.new_model:
+            X, _, _, tasks, infos, multi_target = data
+            self._set_fitted(net, X, tasks, infos, multi_target)
         return self
 
     def _check_same_classes(self, classes):
@@ -162,17 +191,6 @@ class MultiTaskMixin(NeuralEstimatorMixin):
                 raise ValueError(
                     f"classes of task {name!r} differ from the first call to partial_fit: "
                     f"{b['classes'].tolist()[:10]} vs {a.tolist()[:10]}")
-
-    def _first_partial_fit(self, X, y, task_ids, classes):
-        device, sizes = self._check_common_params()
-        X, t_enc, y_enc, tasks, infos, multi_target = self._prepare(
-            X, y, task_ids, reset=True, classes=classes, first_partial=True)
-        seed = self._draw_seed()
-        with self._torch_context(seed, device):
-            net = self._build_net(X, tasks, infos, device, sizes)
-            net.initialize()
-            net.partial_fit(self._inputs(X, t_enc), torch.as_tensor(y_enc), epochs=1)
-        self._set_fitted(net, X, tasks, infos, multi_target, seed)
 
     def _prepare(self, X, y, task_ids, reset, classes=None, first_partial=False):
         """Validate and encode; with ``reset=False`` against the fitted tasks and labels."""
@@ -252,15 +270,13 @@ class MultiTaskMixin(NeuralEstimatorMixin):
             **self._net_kwargs(device),
         )
 
-    def _set_fitted(self, net, X, tasks, infos, multi_target, seed):
+    def _set_fitted(self, net, X, tasks, infos, multi_target):
         self.net_ = net
         self.multi_target_ = multi_target
         self.tasks_ = np.asarray(tasks)
         self.n_tasks_ = len(tasks)
         self.task_types_ = [info["type"] for info in infos]
         self._task_info = infos
-        self._seed = seed
-        self._partial_calls = 0
         self.input_shape_ = tuple(X.shape[1:])
         self._set_output_attributes(infos)
 

@@ -12,10 +12,11 @@ uses that step) and a ``solve(M, losses)`` method. Called as
 sum of the task losses.
 """
 
-import numbers
+from numbers import Integral, Real
 
 import numpy as np
 import torch
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 from torch import nn
 
 from . import _solvers
@@ -89,18 +90,8 @@ class _PCGradWeighter(_GradientWeighter):
 _NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 
 
-def _check_choice(name, value, choices):
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-
-
-def _check_real(name, value, low=None, strict=False):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if strict else value >= low
-    if not ok:
-        bound = "" if low is None else (f" > {low}" if strict else f" >= {low}")
-        raise ValueError(f"{name} must be a finite number{bound}, got {value!r}")
+# A finite number >= 0 (an Interval never holds NaN, and this one excludes inf).
+_NON_NEGATIVE = Interval(Real, 0, np.inf, closed="left")
 
 
 class MGDAWeighting(Weighting):
@@ -139,14 +130,16 @@ class MGDAWeighting(Weighting):
 
     _level = "parameters"
     _name = "mgda"
+    _parameter_constraints: dict = {
+        "normalization": [StrOptions(set(_NORMALIZATIONS))],
+        "solver": [StrOptions({"nnls", "frank_wolfe"})],
+    }
 
     def __init__(self, normalization="none", solver="nnls"):
         self.normalization = normalization
         self.solver = solver
 
     def build(self, n_tasks, task_types=None):
-        _check_choice("normalization", self.normalization, _NORMALIZATIONS)
-        _check_choice("solver", self.solver, ("nnls", "frank_wolfe"))
         return _MGDAWeighter(self._name, self.normalization, self.solver, self._level)
 
 
@@ -179,6 +172,7 @@ class MGDAUBWeighting(MGDAWeighting):
 
     _level = "representation"
     _name = "mgda_ub"
+    _parameter_constraints: dict = {**MGDAWeighting._parameter_constraints}
 
 
 class PCGradWeighting(Weighting):
@@ -234,14 +228,16 @@ class CAGradWeighting(Weighting):
     array([0.5, 0.5])
     """
 
+    _parameter_constraints: dict = {
+        "c": [_NON_NEGATIVE],
+        "rescale": [Options(Integral, {0, 1, 2})],
+    }
+
     def __init__(self, c=0.4, rescale=1):
         self.c = c
         self.rescale = rescale
 
     def build(self, n_tasks, task_types=None):
-        _check_real("c", self.c, low=0)
-        if self.rescale not in (0, 1, 2) or isinstance(self.rescale, bool):
-            raise ValueError(f"rescale must be 0, 1 or 2, got {self.rescale!r}")
         return _GradientWeighter("cagrad", _solvers.cagrad_weights, c=float(self.c),
                                  rescale=int(self.rescale))
 
@@ -292,11 +288,12 @@ class UPGradWeighting(Weighting):
     array([0.5, 0.5])
     """
 
+    _parameter_constraints: dict = {"reg_eps": [_NON_NEGATIVE]}
+
     def __init__(self, reg_eps=1e-4):
         self.reg_eps = reg_eps
 
     def build(self, n_tasks, task_types=None):
-        _check_real("reg_eps", self.reg_eps, low=0)
         return _GradientWeighter("upgrad", _solvers.upgrad_weights, reg_eps=float(self.reg_eps))
 
 
@@ -324,11 +321,12 @@ class AlignedMTLWeighting(Weighting):
     array([1. , 0.5])
     """
 
+    _parameter_constraints: dict = {"scale_mode": [StrOptions({"min", "median", "rmse"})]}
+
     def __init__(self, scale_mode="min"):
         self.scale_mode = scale_mode
 
     def build(self, n_tasks, task_types=None):
-        _check_choice("scale_mode", self.scale_mode, ("min", "median", "rmse"))
         return _GradientWeighter("aligned_mtl", _solvers.aligned_mtl_weights,
                                  scale_mode=self.scale_mode)
 
@@ -358,10 +356,11 @@ class NashMTLWeighting(Weighting):
     array([1. , 0.5])
     """
 
+    _parameter_constraints: dict = {"max_norm": [_NON_NEGATIVE]}
+
     def __init__(self, max_norm=1.0):
         self.max_norm = max_norm
 
     def build(self, n_tasks, task_types=None):
-        _check_real("max_norm", self.max_norm, low=0)
         return _GradientWeighter("nash_mtl", _solvers.nash_mtl_weights,
                                  max_norm=float(self.max_norm))

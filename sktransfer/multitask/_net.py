@@ -13,9 +13,7 @@ from skorch import NeuralNet
 from torch import nn
 
 from .._accelerate import AcceleratedNetMixin
-from ..base import AutocastMixin, LeanNotifyMixin
-
-_MASK_VALUE = -1e4
+from ..base import MASK_VALUE, AutocastMixin, LeanNotifyMixin
 
 
 class MultiTaskModule(nn.Module):
@@ -42,7 +40,7 @@ class MultiTaskModule(nn.Module):
         if self._all_classes:
             return out
         mask = self.class_mask if task_ids is None else self.class_mask[task_ids]
-        return out.masked_fill(~mask, _MASK_VALUE)
+        return out.masked_fill(~mask, MASK_VALUE)
 
 
 class MultiTaskLoss(nn.Module):

@@ -4,11 +4,13 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 
+from ..base import parameter_constraints
 from ._estimator import MultiTaskMixin
 
 __all__ = ["MultiTaskRegressor"]
 
 
+@parameter_constraints()
 class MultiTaskRegressor(MultiTaskMixin, RegressorMixin, BaseEstimator):
     """Learn several regression tasks with one network.
 

@@ -12,14 +12,21 @@ A weighter is called as ``weighter(losses, present)`` with ``losses`` the
 (T,) per-task mean losses of a batch and ``present`` a (T,) bool mask of the
 tasks that have at least one label in the batch, and returns
 ``(total_loss, weights)``. Absent tasks get weight 0 and contribute nothing.
+
+Every strategy declares its parameters in ``_parameter_constraints`` (the
+constraint objects of :mod:`sklearn.utils._param_validation`);
+:func:`get_weighting` validates them with ``_validate_params()`` before
+anything is built, so a bad value raises
+``sklearn.utils._param_validation.InvalidParameterError`` (a ``ValueError``).
 """
 
-import numbers
 from abc import ABCMeta, abstractmethod
+from numbers import Real
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval
 from torch import nn
 
 __all__ = [
@@ -36,8 +43,11 @@ class Weighting(BaseEstimator, metaclass=ABCMeta):
     """Base class of task-weighting strategies.
 
     Subclasses implement :meth:`build`, which returns a fresh weighter
-    ``nn.Module`` for ``n_tasks`` tasks.
+    ``nn.Module`` for ``n_tasks`` tasks, and declare one entry of
+    ``_parameter_constraints`` per ``__init__`` parameter.
     """
+
+    _parameter_constraints: dict = {}
 
     @abstractmethod
     def build(self, n_tasks, task_types=None):
@@ -88,6 +98,10 @@ class StaticWeighting(Weighting):
     >>> StaticWeighting([1.0, 0.5]).build(2).weights
     tensor([1.0000, 0.5000])
     """
+
+    # The values (finite, >= 0, one per task) depend on the tasks and are
+    # checked when the weights are resolved against them.
+    _parameter_constraints: dict = {"weights": ["array-like", dict, None]}
 
     def __init__(self, weights=None):
         self.weights = weights
@@ -152,12 +166,14 @@ class UncertaintyWeighting(Weighting):
     torch.Size([2])
     """
 
+    _parameter_constraints: dict = {
+        "init_log_var": [Interval(Real, -np.inf, np.inf, closed="neither")],
+    }
+
     def __init__(self, init_log_var=0.0):
         self.init_log_var = init_log_var
 
     def build(self, n_tasks, task_types=None):
-        if not isinstance(self.init_log_var, numbers.Real) or not np.isfinite(self.init_log_var):
-            raise ValueError(f"init_log_var must be a finite number, got {self.init_log_var!r}")
         regression = [t == "regression" for t in (task_types or ["classification"] * n_tasks)]
         return _UncertaintyWeighter(n_tasks, self.init_log_var, regression)
 
@@ -206,6 +222,11 @@ def get_weighting(weighting, task_weights=None, tasks=None):
     ``task_weights`` are the static weights used by ``"static"``; with
     ``"equal"`` given explicit ``task_weights`` they are used as well (equal
     weighting scaled by fixed priors is static weighting).
+
+    The strategy's parameters are validated against its
+    ``_parameter_constraints``; a bad value raises
+    ``sklearn.utils._param_validation.InvalidParameterError`` (a
+    ``ValueError``) naming the parameter and the strategy.
     """
     if isinstance(weighting, Weighting):
         strategy = weighting
@@ -216,6 +237,7 @@ def get_weighting(weighting, task_weights=None, tasks=None):
             f"unknown weighting {weighting!r}; valid names are {sorted(WEIGHTINGS)}, "
             "or pass a sktransfer.multitask.Weighting instance"
         )
+    strategy._validate_params()
     if task_weights is not None:
         n = len(tasks)
         w = _weights_array(task_weights, n, tasks)

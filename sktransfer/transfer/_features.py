@@ -7,9 +7,14 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ..base import NeuralEstimatorMixin, resolve_device
+from ..base import (
+    NeuralEstimatorMixin,
+    _Call,
+    parameter_constraints,
+    resolve_device,
+)
 from ._layers import _Stop, find_output_layer
-from ._pretrained import resolve_pretrained
+from ._pretrained import PRETRAINED_CONSTRAINT, resolve_pretrained
 
 __all__ = ["PretrainedFeatures", "embed"]
 
@@ -80,6 +85,10 @@ def embed(network, X, layer=None, mode="input", batch_size=256, device="cpu"):
     return torch.cat(outs) if outs else torch.empty(0, 0, device=device)
 
 
+@parameter_constraints(
+    pretrained=PRETRAINED_CONSTRAINT,
+    layer=[str, None],
+)
 class PretrainedFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, NeuralEstimatorMixin,
                          BaseEstimator):
     """Embed samples with a frozen pretrained network, as a transformer.
@@ -152,11 +161,6 @@ class PretrainedFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Neur
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 
-    def _check_batch_size(self):
-        bs = self.batch_size
-        if not isinstance(bs, (int, np.integer)) or isinstance(bs, bool) or bs == 0 or bs < -1:
-            raise ValueError(f"batch_size must be a positive int or -1, got {bs!r}")
-
     def fit(self, X, y=None):
         """Copy and freeze the network; check that it embeds samples of this shape.
 
@@ -169,46 +173,55 @@ class PretrainedFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Neur
         -------
         self
         """
-        with self._atomic_fit():
-            self._fit(X)
-        return self
+        return self._run("fit", X, y)
 
-    def _fit(self, X):
-        device = resolve_device(self.device)
-        self._check_batch_size()
-        if self.layer is not None and not isinstance(self.layer, str):
-            raise TypeError(f"layer must be a submodule name or None, got {self.layer!r}")
-        X = self._validate_X(X, reset=True)
-        seed = self._draw_seed()
-        with self._torch_context(seed, device):
-            module, has_output = resolve_pretrained(self.pretrained)
-            module.to(device).eval()
-            names = dict(module.named_modules())
-            if self.layer is not None:
-                if self.layer not in names or self.layer == "":
-                    some = [n for n in names if n][:12]
-                    raise ValueError(f"layer={self.layer!r} is not a submodule of the "
-                                     f"pretrained {type(module).__name__}; its submodules "
-                                     f"include {some}")
-                layer, mode = self.layer, "output"
-            elif has_output:
-                try:
-                    layer = find_output_layer(module)
-                except ValueError as exc:
-                    raise ValueError(
-                        f"the pretrained {type(module).__name__} has no nn.Linear output "
-                        f"layer to cut before; pass layer=<name> to take the output of a "
-                        f"named layer as the embedding") from exc
-                mode = "input"
-            else:
-                layer, mode = None, "output"
-            Z = embed(module, X[:2], layer, mode, self.batch_size, device)
-            module.requires_grad_(False)
+    # --------------------------------------------------------- template hooks
+    _fitted_attribute = "module_"
+
+    def _call_context(self, call, new_model):
+        return _Call(call, new_model, resolve_device(self.device), None)
+
+    def _encode(self, ctx, X, y=None):
+        return {"X": self._validate_X(X, reset=True)}
+
+    def _build(self, ctx, data):
+        device = ctx.device
+        module, has_output = resolve_pretrained(self.pretrained)
+        module.to(device).eval()
+        names = dict(module.named_modules())
+        if self.layer is not None:
+            if self.layer not in names or self.layer == "":
+                some = [n for n in names if n][:12]
+                raise ValueError(f"layer={self.layer!r} is not a submodule of the "
+                                 f"pretrained {type(module).__name__}; its submodules "
+                                 f"include {some}")
+            layer, mode = self.layer, "output"
+        elif has_output:
+            try:
+                layer = find_output_layer(module)
+            except ValueError as exc:
+                raise ValueError(
+                    f"the pretrained {type(module).__name__} has no nn.Linear output "
+                    f"layer to cut before; pass layer=<name> to take the output of a "
+                    f"named layer as the embedding") from exc
+            mode = "input"
+        else:
+            layer, mode = None, "output"
+        # the dry run: two samples through the network up to the embedding
+        Z = embed(module, data["X"][:2], layer, mode, self.batch_size, device)
+        module.requires_grad_(False)
+        data.update(layer=layer, mode=mode, n_features_out=int(Z.shape[1]))
+        return module
+
+    def _train(self, ctx, module, data):
+        """Nothing to train: the network stays frozen."""
+
+    def _record(self, ctx, module, data, result):
         self.module_ = module
-        self.layer_ = layer
-        self._mode = mode
-        self._n_features_out = int(Z.shape[1])
-        self.input_shape_ = tuple(X.shape[1:])
+        self.layer_ = data["layer"]
+        self._mode = data["mode"]
+        self._n_features_out = data["n_features_out"]
+        return self
 
     def transform(self, X):
         """Embed ``X``.

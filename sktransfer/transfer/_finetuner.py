@@ -1,21 +1,28 @@
 """FineTuner and FineTunerRegressor: adapt a pretrained network to a new task."""
 
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils import check_array
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 from torch import nn
 
-from ..base import NeuralEstimatorMixin
+from ..base import (
+    COMMON_PARAMETER_CONSTRAINTS,
+    NeuralEstimatorMixin,
+    parameter_constraints,
+    to_tensor,
+)
 from ._features import embed
 from ._layers import build_network, layer_groups
 from ._net import FineTuneNet
 from ._penalty import L2SP
-from ._pretrained import resolve_pretrained
+from ._pretrained import PRETRAINED_CONSTRAINT, resolve_pretrained
 from ._strategies import BN_MODES, STRATEGIES, TransferPlan
 
 __all__ = ["FineTuner", "FineTunerRegressor"]
@@ -145,9 +152,30 @@ def _doc(text, target):
     return text.replace("{target}", target)
 
 
+_NON_NEGATIVE = Interval(Real, 0, np.inf, closed="left")
+_FINITE_POSITIVE = Interval(Real, 0, np.inf, closed="neither")
+
+
 class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
     # FineTuner has no default network; the shared parameter check reads this.
     hidden_layer_sizes = ()
+
+    _parameter_constraints = {
+        **COMMON_PARAMETER_CONSTRAINTS,
+        "pretrained": PRETRAINED_CONSTRAINT,
+        "strategy": [StrOptions(set(STRATEGIES))],
+        "n_layers": [Interval(Integral, 0, None, closed="left")],
+        "unfreeze_every": [Interval(Integral, 1, None, closed="left")],
+        "trainable": [str, list, tuple, None],
+        "head": [StrOptions(set(_HEADS))],
+        "head_name": [str, None],
+        "backbone_lr": [_FINITE_POSITIVE, None],
+        "layer_lr_decay": [_FINITE_POSITIVE],
+        "l2sp_alpha": [_NON_NEGATIVE],
+        "l2sp_beta": [_NON_NEGATIVE],
+        "bn": [StrOptions(set(BN_MODES))],
+        "lp_alpha": [_NON_NEGATIVE],
+    }
 
     def __init__(
         self,
@@ -208,40 +236,8 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
 
     # ------------------------------------------------------------ parameters
     def _check_transfer_params(self):
-        def choice(name, options):
-            value = getattr(self, name)
-            if not isinstance(value, str) or value not in options:
-                raise ValueError(f"{name} must be one of {options}, got {value!r}")
-
-        def number(name, low, strict, allow_none=False):
-            value = getattr(self, name)
-            if value is None and allow_none:
-                return
-            ok = np.isscalar(value) and not isinstance(value, (str, bool)) and (
-                value > low if strict else value >= low)
-            if not ok:
-                kind = "a positive number" if strict else "a number >= 0"
-                raise ValueError(f"{name} must be {kind}, got {value!r}")
-
-        def integer(name, low):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-            if value < low:
-                raise ValueError(f"{name} must be >= {low}, got {value}")
-
-        choice("strategy", STRATEGIES)
-        choice("head", _HEADS)
-        choice("bn", BN_MODES)
-        integer("n_layers", 0)
-        integer("unfreeze_every", 1)
-        number("backbone_lr", 0, True, allow_none=True)
-        number("layer_lr_decay", 0, True)
-        number("l2sp_alpha", 0, False)
-        number("l2sp_beta", 0, False)
-        number("lp_alpha", 0, False)
-        if self.head_name is not None and not isinstance(self.head_name, str):
-            raise TypeError(f"head_name must be a str or None, got {self.head_name!r}")
+        """The name patterns and the backbone's rate scale (types and ranges are
+        checked by ``_parameter_constraints``)."""
         trainable = self.trainable
         if isinstance(trainable, str):
             trainable = [trainable]
@@ -258,10 +254,6 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         return trainable, scale
 
     # ----------------------------------------------------------------- input
-    @staticmethod
-    def _tensor(a):
-        return torch.as_tensor(a) if a.flags.writeable else torch.tensor(a)
-
     def _check_y(self, X, y):
         if y is None:
             raise ValueError(
@@ -282,12 +274,38 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         -------
         self
         """
-        with self._atomic_fit():
-            self._fit(X, y)
-        return self
+        return self._run("fit", X, y)
 
-    def _fit(self, X, y, classes=None):
-        device, _ = self._check_common_params()
+    def partial_fit(self, X, y, classes=None):
+        """Continue training from the current weights (first call: as ``fit``).
+
+        Each call trains ``max_epochs`` epochs on ``(X, y)`` with the
+        optimizer state, the L2-SP anchor and the unfreezing schedule of the
+        previous calls (``"lp_ft"`` probes only on the first call). A call
+        that fails, in validation or in training, leaves the model exactly
+        as it was.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n, C, H, W)
+        y : array-like
+        classes : array-like or None, default=None
+            Classifier only: every label the model will see, on the first
+            call (default: the labels of ``y``); later calls must not bring
+            new labels.
+
+        Returns
+        -------
+        self
+        """
+        return self._run("partial_fit", X, y, classes=classes)
+
+    # --------------------------------------------------------- template hooks
+    def _encode(self, ctx, X, y, classes=None):
+        if not ctx.new_model:
+            X = self._validate_X(X, reset=False)
+            self._check_y(X, y)
+            return {"X": X, "y_enc": self._encode_more_targets(y, classes)}
         trainable, backbone_scale = self._check_transfer_params()
         if "optimizer__param_groups" in (self.net_params or {}):
             raise ValueError("the optimizer's parameter groups are built from the layer groups; "
@@ -296,37 +314,45 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         X = self._validate_X(X, reset=True)
         self._check_y(X, y)
         y_enc, n_out = self._encode_new_targets(y, classes)
-        seed = self._draw_seed()
-        with self._torch_context(seed, device):
-            module, has_output = resolve_pretrained(self.pretrained)
-            module.to(device)
-            example = self._tensor(X[:2]).to(device)
-            network, head_name = build_network(module, self.head, self.head_name, n_out,
-                                               example, has_output)
-            groups, bn_layers = layer_groups(network, head_name)
-            plan = TransferPlan(groups, bn_layers, self.strategy, self.n_layers,
-                                self.unfreeze_every, trainable, self.bn, backbone_scale,
-                                self.layer_lr_decay)
-            penalty = None
-            if self.l2sp_alpha or self.l2sp_beta:
-                state = dict(network.named_parameters())
-                kept = self.head == "keep"
-                anchored = [n for g in (groups if kept else groups[:-1]) for n in g]
-                penalty = L2SP(self.l2sp_alpha, self.l2sp_beta,
-                               {n: state[n] for n in anchored},
-                               [] if kept else groups[-1])
-            net = FineTuneNet(network, criterion=self._criterion(), plan=plan, penalty=penalty,
-                              **self._net_kwargs(device))
-            net.initialize()
-            yt = self._tensor(y_enc)
-            if self.strategy == "lp_ft":
-                self._linear_probe(net.module_, head_name, X, yt, device)
-            net.partial_fit(self._tensor(X), yt)
+        return {"X": X, "y_enc": y_enc, "n_out": n_out, "trainable": trainable,
+                "backbone_scale": backbone_scale}
 
-        self.net_ = net
-        self.layer_groups_ = groups
-        self.head_name_ = head_name
-        self.input_shape_ = tuple(X.shape[1:])
+    def _build(self, ctx, data):
+        device = ctx.device
+        module, has_output = resolve_pretrained(self.pretrained)
+        module.to(device)
+        example = to_tensor(data["X"][:2]).to(device)
+        network, head_name = build_network(module, self.head, self.head_name, data["n_out"],
+                                           example, has_output)
+        groups, bn_layers = layer_groups(network, head_name)
+        plan = TransferPlan(groups, bn_layers, self.strategy, self.n_layers,
+                            self.unfreeze_every, data["trainable"], self.bn,
+                            data["backbone_scale"], self.layer_lr_decay)
+        penalty = None
+        if self.l2sp_alpha or self.l2sp_beta:
+            state = dict(network.named_parameters())
+            kept = self.head == "keep"
+            anchored = [n for g in (groups if kept else groups[:-1]) for n in g]
+            penalty = L2SP(self.l2sp_alpha, self.l2sp_beta, {n: state[n] for n in anchored},
+                           [] if kept else groups[-1])
+        net = FineTuneNet(network, criterion=self._criterion(), plan=plan, penalty=penalty,
+                          **self._net_kwargs(device))
+        net.initialize()
+        data.update(groups=groups, head_name=head_name)
+        return net
+
+    def _train(self, ctx, net, data):
+        X, yt = data["X"], to_tensor(data["y_enc"])
+        if ctx.new_model and self.strategy == "lp_ft":
+            self._linear_probe(net.module_, data["head_name"], X, yt, ctx.device)
+        net.partial_fit(to_tensor(X), yt)
+
+    def _record(self, ctx, net, data, result):
+        if ctx.new_model:
+            self.net_ = net
+            self.layer_groups_ = data["groups"]
+            self.head_name_ = data["head_name"]
+        return self
 
     def _linear_probe(self, network, head_name, X, y, device):
         """Fit the head alone to convergence on the frozen backbone's features."""
@@ -351,47 +377,16 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         for p in params:
             p.grad = None
 
-    def partial_fit(self, X, y, classes=None):
-        """Continue training from the current weights (first call: as ``fit``).
-
-        Each call trains ``max_epochs`` epochs on ``(X, y)`` with the
-        optimizer state, the L2-SP anchor and the unfreezing schedule of the
-        previous calls (``"lp_ft"`` probes only on the first call).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n, C, H, W)
-        y : array-like
-        classes : array-like or None, default=None
-            Classifier only: every label the model will see, on the first
-            call (default: the labels of ``y``); later calls must not bring
-            new labels.
-
-        Returns
-        -------
-        self
-        """
-        with self._atomic_fit():
-            if not hasattr(self, "net_"):
-                self._fit(X, y, classes=classes)
-            else:
-                self._check_common_params()
-                X = self._validate_X(X, reset=False)
-                self._check_y(X, y)
-                y_enc = self._encode_more_targets(y, classes)
-                with self._torch_context(self._draw_seed(), str(self.net_.device)):
-                    self.net_.partial_fit(self._tensor(X), self._tensor(y_enc))
-        return self
-
     # --------------------------------------------------------------- predict
     def _raw_predict(self, X):
         check_is_fitted(self, "net_")
         X = self._validate_X(X, reset=False)
         with self._torch_context(device=str(self.net_.device)):
-            out = self.net_.forward(self._tensor(X), training=False)
+            out = self.net_.forward(to_tensor(X), training=False)
         return out.float()
 
 
+@parameter_constraints()
 class FineTuner(ClassifierMixin, _BaseFineTuner):
     __doc__ = _doc("""Fine-tune a pretrained network to a new classification task.
 
@@ -480,6 +475,7 @@ class FineTuner(ClassifierMixin, _BaseFineTuner):
         return self.classes_[np.argmax(scores, axis=1)]
 
 
+@parameter_constraints()
 class FineTunerRegressor(RegressorMixin, _BaseFineTuner):
     __doc__ = _doc("""Fine-tune a pretrained network to a new regression task.
 

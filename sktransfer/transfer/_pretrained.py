@@ -19,11 +19,17 @@ copy and the "pretrained" weights would silently be random.
 import copy
 import os
 
+from sklearn.frozen import FrozenEstimator
 from torch import nn
 
 from ..base import call_module_factory, load_state_dict
 
-__all__ = ["resolve_pretrained"]
+__all__ = ["PRETRAINED_CONSTRAINT", "resolve_pretrained"]
+
+#: The ``_parameter_constraints`` entry of ``pretrained``: checked by
+#: :func:`resolve_pretrained` instead, whose errors say which form was meant (a bare
+#: fitted estimator must be wrapped in ``FrozenEstimator``, a pair is (factory, path)).
+PRETRAINED_CONSTRAINT = "no_validation"
 
 _FORMS = (
     "an nn.Module instance, a zero-argument factory returning one, a pair "
@@ -88,7 +94,6 @@ def resolve_pretrained(pretrained):
         False when the source is a feature extractor without an output layer
         (the shared trunk of a multi-task model): a head must be added.
     """
-    from sklearn.frozen import FrozenEstimator
 
     has_output = True
     if isinstance(pretrained, FrozenEstimator):

@@ -1,0 +1,291 @@
+"""Contract checks that every sktransfer estimator must pass.
+
+scikit-learn's :func:`~sklearn.utils.estimator_checks.parametrize_with_checks`
+checks the scikit-learn side of an estimator; the checks here check the
+promises the shared skeleton (:class:`sktransfer.base.NeuralEstimatorMixin`)
+makes for every family:
+
+* :func:`check_non_finite_params`: NaN and infinity are invalid wherever a
+  finite number is meant, and the estimator is left unfitted;
+* :func:`check_global_rng_untouched`: fitting (and adapting) leaves torch's
+  process-wide generator as it was;
+* :func:`check_module_mismatch`: a network that does not fit the data is a
+  ``ValueError`` naming the shapes, raised before anything is trained;
+* :func:`check_rollback`: a call that fails mid-training (here: an exception
+  from a callback) leaves the estimator exactly as it was, and the next call
+  gives what it would have given had the failed call never happened;
+* :func:`check_threads_reproducible`: the same integer ``random_state`` gives
+  bit-identical models whether fits run one after another or in two threads
+  at once.
+
+Each check takes a configured (unfitted) estimator and data it can be fitted
+on, and raises ``AssertionError`` when the promise does not hold. A new
+estimator, or a new family, passes them all before it lands.
+"""
+
+import copy
+import threading
+from numbers import Real
+
+import numpy as np
+import torch
+from sklearn.base import clone
+from sklearn.utils._param_validation import Interval, InvalidParameterError, make_constraint
+from skorch.callbacks import Callback
+
+__all__ = [
+    "FailingCallback",
+    "check_global_rng_untouched",
+    "check_module_mismatch",
+    "check_non_finite_params",
+    "check_rollback",
+    "check_threads_reproducible",
+    "fingerprint",
+]
+
+
+class FailingCallback(Callback):
+    """A skorch callback that raises ``RuntimeError`` at one point of training.
+
+    It counts the training runs it sees (``on_train_begin``), their epochs and
+    the batches of each epoch, and raises in batch ``batch`` of epoch
+    ``epoch`` of run ``run`` (all 1-based) while the class attribute
+    ``armed`` is true.
+    """
+
+    armed = True
+
+    def __init__(self, run=2, epoch=2, batch=1):
+        self.run = run
+        self.epoch = epoch
+        self.batch = batch
+
+    def initialize(self):
+        self.runs_ = getattr(self, "runs_", 0)
+        self.epochs_ = 0
+        self.batches_ = 0
+        return self
+
+    def on_train_begin(self, net, **kwargs):
+        self.runs_ += 1
+        self.epochs_ = 0
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.epochs_ += 1
+        self.batches_ = 0
+
+    def on_batch_end(self, net, **kwargs):
+        self.batches_ += 1
+        if (type(self).armed and self.runs_ == self.run and self.epochs_ == self.epoch
+                and self.batches_ == self.batch):
+            raise RuntimeError(f"FailingCallback: run {self.run}, epoch {self.epoch}, "
+                               f"batch {self.batch}")
+
+
+# ----------------------------------------------------------------- fingerprints
+def _flatten(value, out, prefix, depth=0):
+    """Every tensor, array and plain value reachable from ``value``, by path."""
+    if depth > 6:
+        return
+    if isinstance(value, torch.Tensor):
+        out[prefix] = value.detach().cpu().clone()
+    elif isinstance(value, np.ndarray):
+        out[prefix] = value.copy()
+    elif isinstance(value, (bool, int, float, str, type(None), np.generic)):
+        out[prefix] = value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(v, out, f"{prefix}[{k!r}]", depth + 1)
+    elif isinstance(value, (list, tuple)):
+        out[prefix + ".len"] = len(value)
+        for i, v in enumerate(value):
+            _flatten(v, out, f"{prefix}[{i}]", depth + 1)
+    elif isinstance(value, torch.nn.Module):
+        for k, v in value.state_dict().items():
+            out[f"{prefix}.{k}"] = v.detach().cpu().clone()
+    elif hasattr(value, "__dict__") and type(value).__module__.startswith("sktransfer"):
+        for k, v in vars(value).items():
+            _flatten(v, out, f"{prefix}.{k}", depth + 1)
+
+
+def fingerprint(estimator, X, **predict_params):
+    """The observable state of a fitted estimator, as a dict of plain values.
+
+    The predictions (or embedding) on ``X``; every fitted attribute; and for
+    the private skorch net, the module's state dict (weights, buffers, masks),
+    the optimizer's state, the history and the strategy plugins' state.
+    """
+    out = {}
+    for name in ("predict_proba", "transform", "predict"):
+        if hasattr(estimator, name):
+            out["output"] = np.asarray(getattr(estimator, name)(X, **predict_params))
+            break
+    for key, value in vars(estimator).items():
+        if key == "net_":
+            continue
+        _flatten(value, out, key)
+    net = getattr(estimator, "net_", None)
+    if net is not None:
+        _flatten(net.module_, out, "net_.module_")
+        optimizer = getattr(net, "optimizer_", None)
+        if optimizer is not None:
+            _flatten(optimizer.state_dict(), out, "net_.optimizer_")
+        _flatten(list(net.history), out, "net_.history")
+        for i, plugin in enumerate(getattr(net, "plugins", ())):
+            _flatten(vars(plugin), out, f"net_.plugins[{i}]")
+    return out
+
+
+def _assert_same(a, b, what):
+    missing = set(a) ^ set(b)
+    assert not missing, f"{what}: entries differ: {sorted(missing)[:10]}"
+    for key in a:
+        x, y = a[key], b[key]
+        if key.endswith("['dur']"):
+            continue  # epoch durations
+        if isinstance(x, torch.Tensor):
+            same = x.shape == y.shape and x.dtype == y.dtype and (
+                bool(torch.equal(x, y)) if not x.is_floating_point()
+                else bool(torch.equal(torch.nan_to_num(x, nan=7.0), torch.nan_to_num(y, nan=7.0)))
+                and bool(torch.equal(x.isnan(), y.isnan())))
+        elif isinstance(x, np.ndarray):
+            same = x.shape == y.shape and (np.array_equal(x, y, equal_nan=x.dtype.kind == "f")
+                                           if x.dtype != object else
+                                           all(np.array_equal(p, q) for p, q in zip(x, y)))
+        elif isinstance(x, float) and np.isnan(x):
+            same = isinstance(y, float) and np.isnan(y)
+        else:
+            same = x == y
+        assert same, f"{what}: {key} differs: {x!r} vs {y!r}"
+
+
+# ----------------------------------------------------------------------- checks
+def check_non_finite_params(estimator, X, y, fit_params=None):
+    """NaN and inf are rejected for every parameter constrained to a real interval."""
+    fit_params = fit_params or {}
+    for name, constraints in estimator._parameter_constraints.items():
+        if constraints == "no_validation":
+            continue
+        made = [make_constraint(c) for c in constraints]
+        if not any(isinstance(c, Interval) and c.type in (Real,) or
+                   isinstance(c, Interval) and getattr(c.type, "__name__", "") == "RealNotInt"
+                   for c in made):
+            continue
+        for bad in (np.nan, np.inf, -np.inf):
+            est = clone(estimator).set_params(**{name: bad})
+            try:
+                est.fit(X, y, **fit_params)
+            except InvalidParameterError as exc:
+                assert name in str(exc), f"{name}={bad}: the message does not name it: {exc}"
+            else:
+                raise AssertionError(f"{type(estimator).__name__}({name}={bad}) was accepted")
+            assert not any(k.endswith("_") and not k.startswith("__") for k in vars(est)), (
+                f"{name}={bad}: the failed fit left fitted attributes behind")
+
+
+def check_global_rng_untouched(estimator, X, y, fit_params=None, adapt=None):
+    """fit (and ``adapt`` on ``adapt=(X_support, y_support)``) leave torch's RNG alone."""
+    before = torch.random.get_rng_state()
+    est = clone(estimator).fit(X, y, **(fit_params or {}))
+    if adapt is not None:
+        est.adapt(*adapt)
+    assert torch.equal(before, torch.random.get_rng_state()), (
+        f"{type(estimator).__name__} changed torch's global random state")
+
+
+def check_module_mismatch(estimator, X, y, fit_params=None, param="module"):
+    """A network whose input does not match X: a clear ValueError, nothing fitted."""
+    n_features = int(np.prod(X.shape[1:]))
+    wrong = n_features + 3
+    bad = torch.nn.Sequential(torch.nn.Linear(wrong, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    est = clone(estimator).set_params(**{param: bad})
+    try:
+        est.fit(X, y, **(fit_params or {}))
+    except ValueError as exc:
+        message = str(exc)
+        assert str(wrong) in message and (str(n_features) in message
+                                          or str(tuple(X.shape[1:])) in message), (
+            f"{type(estimator).__name__}: the error does not name the expected ({wrong}) "
+            f"and actual ({X.shape[1:]}) shapes: {message}")
+    else:
+        raise AssertionError(f"{type(estimator).__name__} accepted a module that does not "
+                             f"fit X")
+    assert not hasattr(est, "net_") and not hasattr(est, "module_"), (
+        "the failed fit left a network behind")
+
+
+def check_rollback(estimator, first, second, X_check, run=2, epoch=2, batch=1,
+                   predict_params=None):
+    """A call that fails mid-training changes nothing, and the retry is unaffected.
+
+    ``first`` and ``second`` are ``(method, args, kwargs)``: two calls (``fit``,
+    ``partial_fit``), the second of which fails through a
+    :class:`FailingCallback` at ``run`` / ``epoch`` / ``batch``. The estimator
+    must come out of the failed call with the same :func:`fingerprint`, and a
+    retry of the second call must give the same model as on an estimator
+    whose second call never failed. ``predict_params`` go to the predictions
+    compared (e.g. ``task_ids``).
+    """
+    predict_params = predict_params or {}
+    def call(est, spec):
+        method, args, kwargs = spec
+        return getattr(est, method)(*args, **kwargs)
+
+    callbacks = list(estimator.get_params()["callbacks"] or [])
+    failing = FailingCallback(run=run, epoch=epoch, batch=batch)
+    est = clone(estimator).set_params(callbacks=callbacks + [failing])
+    reference = clone(est)
+    try:
+        FailingCallback.armed = False
+        call(reference, first)
+        call(reference, second)
+        FailingCallback.armed = True
+        call(est, first)
+        before = fingerprint(est, X_check, **predict_params)
+        objects = dict(vars(est))
+        try:
+            call(est, second)
+        except RuntimeError as exc:
+            assert "FailingCallback" in str(exc), f"another error was raised: {exc!r}"
+        else:
+            raise AssertionError("the failing callback never fired: nothing was tested")
+        assert set(vars(est)) == set(objects), "the failed call added or removed attributes"
+        assert all(vars(est)[k] is v for k, v in objects.items()), (
+            "the failed call rebound attributes")
+        _assert_same(before, fingerprint(est, X_check, **predict_params), "after a failed call")
+        FailingCallback.armed = False
+        call(est, second)
+        _assert_same(fingerprint(reference, X_check, **predict_params),
+                     fingerprint(est, X_check, **predict_params), "a retry after a failed call")
+    finally:
+        FailingCallback.armed = True
+
+
+def check_threads_reproducible(estimator, X, y, fit_params=None):
+    """Two fits with the same integer seed in two threads equal the sequential fit."""
+    fit_params = fit_params or {}
+    sequential = clone(estimator).fit(X, y, **fit_params)
+    expected = fingerprint(sequential, X)
+    ests = [clone(estimator) for _ in range(2)]
+    errors = []
+    barrier = threading.Barrier(2)
+
+    def work(est):
+        try:
+            barrier.wait()
+            est.fit(X, y, **fit_params)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(e,)) for e in ests]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, f"a threaded fit failed: {errors[0]!r}"
+    for est in ests:
+        _assert_same(expected, fingerprint(est, X), "a fit in a thread")
+
+
+def _copy(est):
+    return copy.deepcopy(est)
