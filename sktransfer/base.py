@@ -692,10 +692,11 @@ class NeuralEstimatorMixin(metaclass=ABCMeta):
         The attributes are restored from a shallow copy of ``__dict__`` (the
         template only rebinds them). With ``deep`` (a call that trains an
         existing model in place), the fitted net's own attributes are
-        snapshotted too: a deep copy of the module, optimizer state, history
-        and strategy state, that is of the state dicts, not of the data (see
-        :meth:`_shared_in_rollback`); the callbacks' attributes are restored in
-        place.
+        snapshotted too: a deep copy of the module, optimizer state and
+        strategy state, that is of the state dicts, not of the data (see
+        :meth:`_shared_in_rollback`); the history is cut back to its length
+        (and its last row restored), and the callbacks' attributes are
+        restored in place, so these cost the same after 10 calls or 10,000.
         """
         saved = self.__dict__.copy()
         net = saved.get("net_") if deep else None
@@ -715,10 +716,17 @@ class NeuralEstimatorMixin(metaclass=ABCMeta):
                 callback_states.append((callback, copy.deepcopy(vars(callback))))
             except Exception:  # noqa: BLE001 - not copyable: not restored
                 pass
-        net_state = None
+        net_state = history = None
         if net is not None:
             memo = {id(obj): obj for obj in self._shared_in_rollback(net)}
             memo.update((id(cb), cb) for cb, _ in callback_states)
+            # the history only grows by new epochs (and the row of the current
+            # one): keep it, with its length and a copy of its last row
+            history = getattr(net, "history_", None)
+            if history is not None:
+                memo[id(history)] = history
+                history_len = len(history)
+                last_row = copy.deepcopy(history[-1]) if history_len else None
             net_state = copy.deepcopy(net.__dict__, memo)
         try:
             yield
@@ -728,6 +736,10 @@ class NeuralEstimatorMixin(metaclass=ABCMeta):
             if net_state is not None:
                 net.__dict__.clear()
                 net.__dict__.update(net_state)
+            if history is not None:
+                del history[history_len:]
+                if history_len:
+                    history[history_len - 1] = last_row
             for callback, state in callback_states:
                 vars(callback).clear()
                 vars(callback).update(state)
