@@ -668,6 +668,10 @@ class NeuralEstimatorMixin(metaclass=ABCMeta):
             self._seed = self._draw_seed()
             self._n_units = 0
             return self._seed
+        if "_seed" not in vars(self) or "_n_units" not in vars(self):
+            # fitted (and pickled) by a release before the one seed rule
+            self.__dict__.setdefault("_seed", self._draw_seed())
+            self.__dict__.setdefault("_n_units", max(1, getattr(self, "n_experiences_", 1)))
         if ctx.name == "adapt":
             return derive_seed(self._seed, _ADAPT_STREAM)
         return derive_seed(self._seed, self._n_units)
@@ -745,11 +749,6 @@ class NeuralEstimatorMixin(metaclass=ABCMeta):
                 vars(callback).update(state)
             raise
 
-    # Kept for the estimators that have not moved to the template and for
-    # external code; it is the template's rollback without the net snapshot.
-    def _atomic_fit(self):
-        return self._rollback(deep=False)
-
     # ------------------------------------------------------------------ params
     def _check_common_params(self):
         """Device and default-MLP widths from the shared parameters.
@@ -825,15 +824,9 @@ class NeuralEstimatorMixin(metaclass=ABCMeta):
                 torch.manual_seed(seed)
                 yield
 
-    @contextlib.contextmanager
-    def _torch_context(self, seed=None, device="cpu"):
-        """The thread policy, plus a private seeded stream if ``seed`` is given."""
-        if seed is not None:
-            with self._seeded(seed, device):
-                yield
-            return
-        with torch_threads(None if device == "cpu" else torch.get_num_threads()):
-            yield
+    def _torch_context(self, device="cpu"):
+        """The thread policy of unseeded work (prediction) on ``device``."""
+        return torch_threads(None if device == "cpu" else torch.get_num_threads())
 
     # -------------------------------------------------------------- the module
     def _make_trunk(self, sample_shape, hidden_layer_sizes):

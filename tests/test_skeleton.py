@@ -346,3 +346,16 @@ def test_seeded_sections_take_turns():
     t.join()
     assert _RNG_LOCK.acquire(blocking=False)
     _RNG_LOCK.release()
+
+
+def test_models_fitted_before_the_seed_rule_still_train_and_adapt(digits):
+    """A pickle of an earlier release has no seed state: partial_fit and adapt still work."""
+    X, y = digits
+    est = MultiTaskClassifier(hidden_layer_sizes=(8,), max_epochs=1, random_state=0)
+    est.partial_fit(X, y, classes=np.arange(6))
+    del est._seed, est._n_units
+    est.partial_fit(X, y)
+    assert est._n_units == 2
+    proto = PrototypicalClassifier(n_way=3, **_META).fit(X[y < 3], y[y < 3])
+    del proto._seed, proto._n_units
+    assert proto.adapt(X[y >= 3][:30], y[y >= 3][:30]).classes_.tolist() == [3, 4, 5]

@@ -23,7 +23,6 @@ on, and raises ``AssertionError`` when the promise does not hold. A new
 estimator, or a new family, passes them all before it lands.
 """
 
-import copy
 import threading
 from numbers import Real
 
@@ -285,7 +284,3 @@ def check_threads_reproducible(estimator, X, y, fit_params=None):
     assert not errors, f"a threaded fit failed: {errors[0]!r}"
     for est in ests:
         _assert_same(expected, fingerprint(est, X), "a fit in a thread")
-
-
-def _copy(est):
-    return copy.deepcopy(est)
