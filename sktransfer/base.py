@@ -38,6 +38,8 @@ joblib backend, a Dask worker with several threads) leave it as it is.
 import contextlib
 import copy
 import os
+import pickle
+import re
 import threading
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
@@ -953,11 +955,31 @@ def load_state_dict(path, map_location="cpu"):
                 f"format): {exc}") from exc
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # pickle.UnpicklingError, RuntimeError, ...
+    except Exception as exc:  # UnpicklingError, RuntimeError, KeyError, EOFError, ...
+        # torch's own message carries terminal colour codes and advises
+        # weights_only=False (running the file's code): neither is passed on
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if found:
+            raise ValueError(
+                f"{path} holds pickled Python objects (a {found.group(1)}), for example a "
+                "whole module saved with torch.save(model); a weights file is never unpickled, "
+                "since that can run arbitrary code. Save the weights instead: "
+                "torch.save(model.state_dict(), path), or "
+                "safetensors.torch.save_file(model.state_dict(), 'weights.safetensors')"
+            ) from None
+        detail = re.search(r"WeightsUnpickler error: ([^\n]*)", text)
+        if detail and detail.group(1).strip():
+            reason = detail.group(1).strip()
+        elif isinstance(exc, pickle.UnpicklingError):
+            reason = "its content is not a torch state dict"
+        else:
+            first = text.strip().splitlines()[0] if text.strip() else "empty or truncated"
+            reason = f"{type(exc).__name__}: {first}"
         raise ValueError(
             f"{path} is not a weights file that can be loaded safely (safetensors, or a torch "
-            f"state dict readable with weights_only=True); it is never unpickled: {exc}"
-        ) from exc
+            f"state dict readable with weights_only=True); it is never unpickled ({reason})"
+        ) from None
     if not isinstance(state, dict):
         raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict")
     return state

@@ -221,3 +221,25 @@ def test_garbage_safetensors_file_is_a_value_error_naming_the_path(tmp_path, con
     np.testing.assert_array_equal(before, clf.predict_proba(X[:5]))
     with pytest.raises(ValueError, match="does not exist"):
         load_state_dict(tmp_path / "missing.safetensors")
+
+
+def test_whole_module_file_is_explained_without_unsafe_advice(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save(torch.nn.Linear(2, 2), path)
+    with pytest.raises(ValueError) as info:
+        load_state_dict(path)
+    message = str(info.value)
+    assert "torch.nn.modules.linear.Linear" in message
+    assert "model.state_dict()" in message and "never unpickled" in message
+    assert "weights_only=False" not in message and "weights_only` set to `False" not in message
+    assert "\x1b[" not in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+@pytest.mark.parametrize("content", [b"hello world", b"\x80\x02garbage", b""])
+def test_garbage_torch_file_is_a_short_clear_error(tmp_path, content):
+    path = tmp_path / "weights.pt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="is not a weights file .*never unpickled") as info:
+        load_state_dict(path)
+    assert "weights_only=False" not in str(info.value) and "False" not in str(info.value)
