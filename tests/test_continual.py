@@ -89,6 +89,29 @@ def test_partial_fit_equals_fit(split):
     np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), atol=1e-6)
 
 
+@pytest.mark.parametrize("scenario", ["class", "task"])
+def test_partial_fit_fills_the_accuracy_matrix_as_tasks_arrive(split, scenario):
+    X, y, t = split
+    tests = [(X[t == k], y[t == k]) for k in range(3)]
+    a = ContinualClassifier(strategy="replay", scenario=scenario, **FAST)
+    a.fit(X, y, task_ids=t, eval_tasks=tests)
+    b = ContinualClassifier(strategy="replay", scenario=scenario, **FAST)
+    for k in range(3):
+        b.partial_fit(X[t == k], y[t == k], classes=np.arange(10) if k == 0 else None,
+                      task_id=k, eval_tasks=tests)
+        assert b.accuracy_matrix_.shape == (k + 1, 3)
+    np.testing.assert_allclose(a.accuracy_matrix_, b.accuracy_matrix_, atol=1e-6)
+    if scenario == "task":
+        assert np.isnan(b.accuracy_matrix_[0, 1:]).all()
+    assert b.accuracy_matrix_[2, 2] > 0.5
+    with pytest.raises(ValueError, match="eval_tasks has 2 test sets but accuracy_matrix_ "
+                                         "has 3 columns"):
+        b.partial_fit(X[t == 0], y[t == 0], task_id=0, eval_tasks=tests[:2])
+    assert b.accuracy_matrix_.shape == (3, 3)
+    with pytest.raises(ValueError, match="list of \\(X, y\\) pairs"):
+        b.partial_fit(X[t == 0], y[t == 0], task_id=0, eval_tasks=tests[0])
+
+
 def test_reproducible_and_fit_resets(split):
     X, y, t = split
     a = EWCContinualClassifier(**FAST).fit(X, y, task_ids=t)

@@ -38,6 +38,23 @@ def _trunk_width(trunk, sample_shape):
     return int(width)
 
 
+def _check_eval_tasks(eval_tasks, n_expected, what):
+    """``eval_tasks`` as a list of (X, y) pairs, one per task (``n_expected`` if known)."""
+    if eval_tasks is None:
+        return None
+    if isinstance(eval_tasks, tuple) and len(eval_tasks) == 2 and hasattr(eval_tasks[0], "shape"):
+        raise ValueError("eval_tasks must be a list of (X, y) pairs, one per task, not one "
+                         "(X, y) pair")
+    eval_tasks = list(eval_tasks)
+    if n_expected is not None and len(eval_tasks) != n_expected:
+        raise ValueError(f"eval_tasks has {len(eval_tasks)} test sets but "
+                         f"{what.format(n=n_expected)}; pass one (X, y) pair per task")
+    for j, pair in enumerate(eval_tasks):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(f"eval_tasks[{j}] must be an (X, y) pair")
+    return eval_tasks
+
+
 class ContinualModule(nn.Module):
     """A trunk with one linear head, or one head per task.
 
@@ -289,7 +306,7 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
         return None
 
     # -------------------------------------------------------------- training
-    def partial_fit(self, X, y, classes=None, task_id=None):
+    def partial_fit(self, X, y, classes=None, task_id=None, eval_tasks=None):
         """Learn one task (experience), then consolidate.
 
         Parameters
@@ -305,6 +322,14 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
             scenario (it selects the head), except to continue the only task
             learned so far; otherwise optional: ``None`` starts a new task at
             every call. A task id seen before continues that task.
+        eval_tasks : list of (X_j, y_j) or None
+            One test set per task of the whole sequence, in the order the
+            tasks are learned (the same list at every call). After learning,
+            the accuracy on every test set is appended as a row to
+            ``accuracy_matrix_``, so that after T calls it is the (T, T)
+            matrix ``R`` that :meth:`fit` with ``eval_tasks`` gives. In the
+            ``"task"`` scenario, a test set whose task has no head yet scores
+            NaN.
 
         Returns
         -------
@@ -319,7 +344,8 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
         network, its optimizer, the strategies' state (Fisher information,
         memories, masks) and every attribute as they were before the call.
         """
-        return self._run("partial_fit", X, y, classes=classes, task_id=task_id)
+        return self._run("partial_fit", X, y, classes=classes, task_id=task_id,
+                         eval_tasks=eval_tasks)
 
     def fit(self, X, y, task_ids=None, eval_tasks=None):
         """Reset, then learn the tasks one after another.
@@ -361,14 +387,7 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
                                  f"{X.shape[0]} samples")
             _, first_pos = np.unique(task_ids, return_index=True)
             order = task_ids[np.sort(first_pos)]
-            if eval_tasks is not None:
-                eval_tasks = list(eval_tasks)
-                if len(eval_tasks) != len(order):
-                    raise ValueError(f"eval_tasks has {len(eval_tasks)} test sets but there "
-                                     f"are {len(order)} tasks; pass one (X, y) pair per task")
-                for j, pair in enumerate(eval_tasks):
-                    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                        raise ValueError(f"eval_tasks[{j}] must be an (X, y) pair")
+            eval_tasks = _check_eval_tasks(eval_tasks, len(order), "there are {n} tasks")
             classes = np.unique(y)
             experiences = [(X[task_ids == tid], y[task_ids == tid],
                             tid.item() if isinstance(tid, np.generic) else tid)
@@ -387,6 +406,11 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
             else:
                 classes = self.classes_
             experiences = [(X, y, self._check_task_id(task_id, ctx.new_model))]
+            previous = None if ctx.new_model else getattr(self, "accuracy_matrix_", None)
+            eval_tasks = _check_eval_tasks(
+                eval_tasks, None if previous is None else previous.shape[1],
+                "accuracy_matrix_ has {n} columns")
+            data.update(eval_tasks=eval_tasks)
         unknown = np.setdiff1d(y, classes)
         if len(unknown):
             raise ValueError(
@@ -445,24 +469,29 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
     def _train(self, ctx, net, data):
         self.net_ = net
         eval_tasks = data.get("eval_tasks")
-        order = data.get("order")
-        R = None
-        if eval_tasks is not None:
-            R = np.full((len(order), len(order)), np.nan)
+        rows = []
         for i, (X, y, task_id) in enumerate(data["experiences"]):
             if i:
                 self._start_unit(ctx)
             self._learn_experience(X, y, task_id)
-            if R is not None:
-                for j, (Xj, yj) in enumerate(eval_tasks):
-                    if self.scenario_ == "task" and j > i:
-                        continue  # no head for a task not learned yet: NaN
-                    R[i, j] = self.score(Xj, yj, task_ids=order[j])
-        return R
+            if eval_tasks is not None:
+                rows.append(self._accuracy_row(eval_tasks))
+        return np.array(rows) if rows else None
 
-    def _record(self, ctx, net, data, result):
-        if result is not None:
-            self.accuracy_matrix_ = result
+    def _accuracy_row(self, eval_tasks):
+        """Accuracy on every test set, test set j being the j-th task learned."""
+        row = np.full(len(eval_tasks), np.nan)
+        for j, (Xj, yj) in enumerate(eval_tasks):
+            known = j < len(self.tasks_)
+            if self.scenario_ == "task" and not known:
+                continue  # no head for a task not learned yet: NaN
+            row[j] = self.score(Xj, yj, task_ids=self.tasks_[j] if known else None)
+        return row
+
+    def _record(self, ctx, net, data, rows):
+        if rows is not None:
+            previous = None if ctx.name == "fit" else getattr(self, "accuracy_matrix_", None)
+            self.accuracy_matrix_ = rows if previous is None else np.vstack([previous, rows])
         return self
 
     def _learn_experience(self, X, y, task_id):
