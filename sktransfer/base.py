@@ -93,6 +93,10 @@ COMMON_PARAMETER_CONSTRAINTS = {
     "net_params": [dict, None],
     "precision": [StrOptions(set(_PRECISIONS))],
     "accelerator": [None, HasMethods(["prepare", "backward"])],
+    "early_stopping": ["boolean"],
+    "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+    "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+    "tol": [Interval(Real, 0, np.inf, closed="left")],
 }
 
 
@@ -289,7 +293,8 @@ class _FastBatchIterator:
 
     skorch's default ``DataLoader`` fetches and collates one sample at a
     time, which dominates the step time of small networks. This iterator
-    takes the arrays out of a ``skorch.dataset.Dataset`` once and yields
+    takes the arrays out of a ``skorch.dataset.Dataset`` (or of the subset of
+    one that a validation split makes) once and yields
     ``(Xi, yi)`` batches by indexing, with the same shuffling semantics
     (a fresh ``torch.randperm`` from the global generator every epoch, so
     runs are reproducible under a seed). Anything it cannot slice falls back
@@ -318,6 +323,11 @@ class _FastBatchIterator:
     def _extract(self, dataset):
         from skorch.dataset import Dataset
 
+        rows = None
+        if type(dataset) is torch.utils.data.Subset and type(dataset.dataset) is Dataset:
+            # the training or validation part of a ValidSplit
+            rows = torch.as_tensor(np.asarray(dataset.indices, dtype=np.int64))
+            dataset = dataset.dataset
         if type(dataset) is not Dataset:
             return None
         X, y = dataset.X, dataset.y
@@ -334,6 +344,10 @@ class _FastBatchIterator:
             yt = self._as_tensor(y)
             if yt is None:
                 return None
+        if rows is not None:
+            Xt = {k: v[rows] for k, v in Xt.items()} if isinstance(Xt, dict) else Xt[rows]
+            yt = None if yt is None else yt[rows]
+            return Xt, yt, len(rows)
         return Xt, yt, len(dataset)
 
     def __len__(self):
@@ -865,13 +879,17 @@ class NeuralEstimatorMixin(metaclass=ABCMeta):
         callbacks = list(self.callbacks) if self.callbacks else []
         if self.verbose and self.verbose >= 1:
             callbacks.append(ProgressBar())
+        train_split = self.train_split
+        if getattr(self, "early_stopping", False):
+            train_split, stopper = self._early_stopping(train_split)
+            callbacks.append(("early_stopping", stopper))
         kwargs = dict(
             optimizer=self.optimizer,
             lr=self.lr,
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
             callbacks=callbacks or None,
-            train_split=self.train_split,
+            train_split=train_split,
             device=device,
             verbose=int(bool(self.verbose)),
             iterator_train=_FastBatchIterator,
@@ -889,6 +907,26 @@ class NeuralEstimatorMixin(metaclass=ABCMeta):
             del kwargs["iterator_train"], kwargs["iterator_valid"]
         kwargs.update(self.net_params or {})
         return kwargs
+
+    def _early_stopping(self, train_split):
+        """The validation split and the callback of ``early_stopping=True``.
+
+        As in scikit-learn's ``MLPClassifier``: ``validation_fraction`` of the
+        training rows (``train_split`` instead, when one is given) are held
+        out, training stops once the validation loss has not improved by at
+        least ``tol`` for ``n_iter_no_change`` epochs, and the weights of the
+        best epoch are restored. The split is drawn from the call's seed.
+        """
+        from skorch.callbacks import EarlyStopping
+        from skorch.dataset import ValidSplit
+
+        if train_split is None:
+            seed = int(torch.randint(np.iinfo(np.int32).max, ()).item())
+            train_split = ValidSplit(float(self.validation_fraction), random_state=seed)
+        stopper = EarlyStopping(monitor="valid_loss", patience=int(self.n_iter_no_change),
+                                threshold=float(self.tol), threshold_mode="abs",
+                                load_best=True, sink=print if self.verbose else _quiet)
+        return train_split, stopper
 
     # --------------------------------------------------------------- weights
     def save_weights(self, path):

@@ -94,6 +94,19 @@ class ContinualClassifier(BaseContinualClassifier):
     batch_size : int, default=64
     callbacks, train_split, device, random_state, verbose, net_params
         See :class:`~sktransfer.base.NeuralEstimatorMixin`.
+    early_stopping : bool, default=False
+        Stop training on each task when the validation loss stops improving, as in
+        scikit-learn's ``MLPClassifier``: ``validation_fraction`` of the rows
+        (the split of ``train_split`` instead, if one is given) are held out,
+        training stops once the validation loss has not improved by at least
+        ``tol`` for ``n_iter_no_change`` epochs, and the weights of the best
+        epoch are restored. The split is drawn from ``random_state``.
+    validation_fraction : float, default=0.1
+        Share of the rows held out by ``early_stopping``.
+    n_iter_no_change : int, default=10
+        Epochs without improvement before ``early_stopping`` stops.
+    tol : float, default=1e-4
+        Smallest decrease of the validation loss that counts as improvement.
     precision : {"fp32", "bf16"}, default="fp32"
         ``"bf16"``: bfloat16 mixed precision.
     accelerator : None or accelerate.Accelerator, default=None
@@ -140,6 +153,10 @@ class ContinualClassifier(BaseContinualClassifier):
         batch_size=64,
         callbacks=None,
         train_split=None,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
         device="cpu",
         random_state=None,
         verbose=0,
@@ -157,6 +174,10 @@ class ContinualClassifier(BaseContinualClassifier):
         self.batch_size = batch_size
         self.callbacks = callbacks
         self.train_split = train_split
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
