@@ -2,7 +2,6 @@
 
 import numpy as np
 import torch
-from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import accuracy_score
 
@@ -29,7 +28,16 @@ class MultiTaskClassifier(MultiTaskMixin, ClassifierMixin, BaseEstimator):
        (n_samples, n_tasks). This is also multi-label learning.
 
     With ``y`` 1-D and no task ids the estimator is an ordinary single-task
-    classifier.
+    classifier; a column vector ``y`` of shape (n_samples, 1) is raveled with
+    a ``DataConversionWarning``, as scikit-learn's classifiers do. A
+    DataFrame ``Y`` names the tasks by its columns, each keeping its dtype
+    (numeric and string tasks can share a frame).
+
+    ``task_ids`` holds one task per row of ``X`` (a single value is an
+    error: pass ``np.full(len(X), task)``). A model of several tasks needs
+    them at ``predict``, ``predict_proba`` and ``score`` too; its error
+    without them says how searches get them (metadata routing,
+    ``task_column=``, :func:`sktransfer.metrics.get_task_scorer`).
 
     With NaN for missing labels, give ``GridSearchCV`` and ``cross_validate``
     an explicit splitter (``cv=KFold(3)``): with an integer ``cv``
@@ -59,7 +67,10 @@ class MultiTaskClassifier(MultiTaskMixin, ClassifierMixin, BaseEstimator):
         from task to weight). Used with ``"equal"``/``"static"``.
     task_column : int, str or None, default=None
         Take the task ids from this column of ``X`` (an index, or a name for
-        a DataFrame) and drop it from the features.
+        a DataFrame) and drop it from the features. A transformer in front
+        (a ``ColumnTransformer``) returns an array without names: keep them
+        with ``set_output(transform="pandas")`` (and
+        ``verbose_feature_names_out=False``), or give the integer index.
     missing_label : scalar or None, default=None
         An extra value that marks a missing label in 2-D ``Y`` (NaN and None
         always do).
@@ -69,6 +80,8 @@ class MultiTaskClassifier(MultiTaskMixin, ClassifierMixin, BaseEstimator):
         one model for mixed targets. A regression task is predicted as a
         float (trained with mean squared error on the standardised target),
         has no ``predict_proba`` entry, and is scored by R^2.
+        :class:`MultiTaskRegressor` with the same ``task_types`` is the same
+        model (with the regressor's ``score`` and scikit-learn role).
     module : None, nn.Module class, factory or instance, default=None
         The shared trunk. ``None`` uses an :class:`~sktransfer.modules.MLP`
         with ``hidden_layer_sizes`` for 2-D ``X`` and a
@@ -97,6 +110,9 @@ class MultiTaskClassifier(MultiTaskMixin, ClassifierMixin, BaseEstimator):
     device : {"cpu", "cuda", "auto"}, default="cpu"
     random_state : int, RandomState or None, default=None
     verbose : int, default=0
+        1 prints skorch's epoch table, with the per-task losses and weights
+        as one rounded column per task (``train_loss[<task>]``,
+        ``weight[<task>]``; see :class:`~sktransfer.multitask._net.TaskPrintLog`).
     net_params : dict or None, default=None
         See :class:`~sktransfer.base.NeuralEstimatorMixin` for these.
     precision : {"fp32", "bf16"}, default="fp32"
@@ -202,13 +218,7 @@ class MultiTaskClassifier(MultiTaskMixin, ClassifierMixin, BaseEstimator):
         tags.target_tags.required = True
         return tags
 
-    def _set_output_attributes(self, infos):
-        self.task_classes_ = [info.get("classes") for info in infos]
-        known = [c for c in self.task_classes_ if c is not None]
-        if self.multi_target_:
-            self.classes_ = list(self.task_classes_)
-        else:
-            self.classes_ = np.unique(np.concatenate(known)) if known else np.array([])
+    _classes_always = True
 
     def _prediction_dtype(self):
         if any(tp == "regression" for tp in self.task_types_):
@@ -226,21 +236,7 @@ class MultiTaskClassifier(MultiTaskMixin, ClassifierMixin, BaseEstimator):
             2-D ``Y``: one (n_samples, n_classes_t) array per task (None for a
             regression task), as :class:`~sklearn.multioutput.MultiOutputClassifier`.
         """
-        out, t = self._forward(X, task_ids)
-        if self.multi_target_:
-            return [None if c is None else softmax(out[:, k, : len(c)], axis=-1)
-                    for k, c in enumerate(self.task_classes_)]
-        proba = np.zeros((out.shape[0], len(self.classes_)), dtype=out.dtype)
-        for k, c in enumerate(self.task_classes_):
-            rows = t == k
-            if not rows.any():
-                continue
-            if c is None:
-                proba[rows] = np.nan
-                continue
-            cols = np.searchsorted(self.classes_, c)
-            proba[np.ix_(rows, cols)] = softmax(out[rows, : len(c)], axis=-1)
-        return proba
+        return self._predict_proba(X, task_ids)
 
     def predict(self, X, task_ids=None):
         """Predicted labels: (n_samples,) in the task format, (n_samples, n_tasks) for 2-D Y."""

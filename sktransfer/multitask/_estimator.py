@@ -4,7 +4,10 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from scipy.special import softmax
+from sklearn import get_config
 from sklearn.metrics import accuracy_score, r2_score
+from sklearn.utils import column_or_1d
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
@@ -18,7 +21,9 @@ from ._targets import (
     encode_multi_target,
     encode_task_format,
     encode_task_ids,
+    plain_array,
     resolve_task_types,
+    target_columns,
     validate_task_ids,
 )
 from ._weighting import WEIGHTINGS, Weighting, get_weighting
@@ -56,10 +61,20 @@ class MultiTaskMixin(NeuralEstimatorMixin):
         col = self.task_column
         if hasattr(X, "columns"):
             if col not in X.columns:
-                raise ValueError(f"task_column={col!r} is not a column of X; "
-                                 f"the columns are {list(X.columns)}")
+                raise ValueError(_missing_column_message(col, list(X.columns)))
             return X.drop(columns=[col]), np.asarray(X[col])
         Xa = np.asarray(X)
+        if isinstance(col, str):
+            raise ValueError(
+                f"task_column={col!r} is a column name, but X is a NumPy array (shape "
+                f"{Xa.shape}), which has no column names: a ColumnTransformer or another "
+                f"transformer before the estimator returns arrays. Keep the names with "
+                f'.set_output(transform="pandas") on that transformer (or '
+                f'sklearn.set_config(transform_output="pandas")); a ColumnTransformer '
+                f"then prefixes them (e.g. 'remainder__{col}') unless it has "
+                f"verbose_feature_names_out=False. Or give the column's integer index, "
+                f"task_column=<int>."
+            )
         if Xa.ndim != 2 or not isinstance(col, (int, np.integer)) or not (
             -Xa.shape[1] <= col < Xa.shape[1]
         ):
@@ -79,10 +94,7 @@ class MultiTaskMixin(NeuralEstimatorMixin):
         if task_ids is None:
             if self.n_tasks_ == 1:
                 return np.zeros(X_n, dtype=np.int64)
-            raise ValueError(
-                f"task_ids is required: this model was fitted on {self.n_tasks_} tasks "
-                f"{self.tasks_.tolist()[:10]}; pass task_ids=... (or use task_column)"
-            )
+            raise ValueError(_missing_task_ids_message(self.n_tasks_, self.tasks_))
         task_ids = validate_task_ids(task_ids, X_n)
         try:
             return encode_task_ids(task_ids, self.tasks_)
@@ -104,9 +116,12 @@ class MultiTaskMixin(NeuralEstimatorMixin):
         X : array-like of shape (n_samples, n_features) or (n, C, H, W)
         y : array-like of shape (n_samples,) or (n_samples, n_tasks)
             1-D labels (with ``task_ids`` for several tasks), or a 2-D
-            target with one column per task and missing labels.
+            target with one column per task and missing labels (a
+            DataFrame's columns name the tasks and keep their dtypes). A
+            column vector (n_samples, 1) is 1-D ``y``, raveled with a
+            ``DataConversionWarning``.
         task_ids : array-like of shape (n_samples,), default=None
-            The task of each row (1-D ``y`` only).
+            The task of each row (1-D ``y`` only): one entry per row.
 
         Returns
         -------
@@ -202,8 +217,13 @@ class MultiTaskMixin(NeuralEstimatorMixin):
         X = self._validate_X(X, reset=reset)
         n = X.shape[0]
         y_arr = y if hasattr(y, "columns") else np.asarray(y)
-        multi_target = getattr(y_arr, "ndim", 1) == 2 and not (
-            y_arr.shape[1] == 1 and task_ids is not None)
+        if getattr(y_arr, "ndim", 1) == 2 and y_arr.shape[1] == 1 and (
+                reset or not self.multi_target_):
+            # as scikit-learn's estimators do: a column vector is one target, raveled
+            # with a DataConversionWarning (a model fitted on one column of a 2-D Y
+            # by an older release keeps its format)
+            y_arr = column_or_1d(y_arr, warn=True)
+        multi_target = getattr(y_arr, "ndim", 1) == 2
         if not reset and multi_target != self.multi_target_:
             raise ValueError(
                 "this model was fitted on " + ("a 2-D Y" if self.multi_target_ else
@@ -264,6 +284,7 @@ class MultiTaskMixin(NeuralEstimatorMixin):
             net_cls.check_weighting(module.weighter, self.accelerator, self.weighting)
         return net_cls(
             module,
+            task_names=np.asarray(tasks).tolist(),
             criterion=MultiTaskLoss,
             criterion__n_tasks=n_tasks,
             criterion__regression=[tp == "regression" for tp in types],
@@ -281,7 +302,23 @@ class MultiTaskMixin(NeuralEstimatorMixin):
         self._set_output_attributes(infos)
 
     def _set_output_attributes(self, infos):
-        """Subclass hook: set classes_ and friends from the per-task infos."""
+        """Set ``task_classes_`` (and ``classes_``) from the per-task infos.
+
+        ``classes_`` is set when there is a classification task: all labels of
+        all tasks in the task format (the columns of ``predict_proba``), one
+        array per task (None for a regression task) for a 2-D ``Y``.
+        """
+        self.task_classes_ = [info.get("classes") for info in infos]
+        known = [c for c in self.task_classes_ if c is not None]
+        if not known and not self._classes_always:
+            return
+        if self.multi_target_:
+            self.classes_ = list(self.task_classes_)
+        else:
+            self.classes_ = np.unique(np.concatenate(known)) if known else np.array([])
+
+    #: Whether ``classes_`` is set without a classification task (the classifier).
+    _classes_always = False
 
     # --------------------------------------------------------------- decoding
     def _decode(self, out, k):
@@ -314,23 +351,51 @@ class MultiTaskMixin(NeuralEstimatorMixin):
     def _prediction_dtype(self):
         return None
 
+    def _predict_proba(self, X, task_ids):
+        """Class probabilities of the classification tasks (see ``predict_proba``)."""
+        out, t = self._forward(X, task_ids)
+        # (a regressor pickled by an older release has no task_classes_ / classes_)
+        task_classes = [info.get("classes") for info in self._task_info]
+        if self.multi_target_:
+            return [None if c is None else softmax(out[:, k, : len(c)], axis=-1)
+                    for k, c in enumerate(task_classes)]
+        classes = getattr(self, "classes_", None)
+        if classes is None:
+            classes = np.unique(np.concatenate([c for c in task_classes if c is not None]))
+        proba = np.zeros((out.shape[0], len(classes)), dtype=out.dtype)
+        for k, c in enumerate(task_classes):
+            rows = t == k
+            if not rows.any():
+                continue
+            if c is None:
+                proba[rows] = np.nan
+                continue
+            cols = np.searchsorted(classes, c)
+            proba[np.ix_(rows, cols)] = softmax(out[rows, : len(c)], axis=-1)
+        return proba
+
     def _task_scores(self, X, y, task_ids, sample_weight):
         """One score per task: accuracy (classification) or R^2 (regression)."""
-        pred = self.predict(X, task_ids=task_ids)
         scores = []
         if self.multi_target_:
-            Y = np.asarray(y)
-            if Y.ndim == 1:
-                Y = Y[:, None]
-            for k in range(self.n_tasks_):
-                keep = ~_is_missing(Y[:, k], self.missing_label)
+            out, _ = self._forward(X, task_ids)
+            columns = target_columns(y)
+            if len(columns) != self.n_tasks_:
+                raise ValueError(f"y has {len(columns)} columns but the model was fitted on "
+                                 f"{self.n_tasks_} tasks (one column each)")
+            for k, col in enumerate(columns):
+                keep = ~_is_missing(col, self.missing_label)
                 if keep.any():
                     sw = None if sample_weight is None else np.asarray(sample_weight)[keep]
-                    scores.append(self._score_task(k, Y[keep, k], pred[keep, k], sw))
+                    pred = self._decode(out[keep, k], k)
+                    scores.append(self._score_task(k, col[keep], pred, sw))
             return scores
+        pred = self.predict(X, task_ids=task_ids)
         _, task_ids = self._split_task_column(X, task_ids)
         t = self._task_index(len(pred), task_ids)
         y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()
         for k in range(self.n_tasks_):
             rows = t == k
             if rows.any():
@@ -346,8 +411,13 @@ class MultiTaskMixin(NeuralEstimatorMixin):
                 return float(np.nan)
             return r2_score(y_true, y_pred, sample_weight=sample_weight)
         classes = self._task_info[k]["classes"]
-        if np.asarray(y_true).dtype == object and classes.dtype != object:
-            y_true = np.asarray(y_true).astype(classes.dtype)
+        # labels in object arrays (a DataFrame Y mixing numbers and strings, the
+        # predictions of a model with tasks of several kinds): numbers as numbers
+        y_true, y_pred = plain_array(y_true), plain_array(y_pred)
+        if y_true.dtype == object and classes.dtype != object:
+            y_true = y_true.astype(classes.dtype)
+        if y_pred.dtype == object and classes.dtype != object:
+            y_pred = y_pred.astype(classes.dtype)
         return accuracy_score(y_true, y_pred, sample_weight=sample_weight)
 
     # ---------------------------------------------------------------- predict
@@ -361,3 +431,38 @@ class MultiTaskMixin(NeuralEstimatorMixin):
             logits = self.net_.forward(self._inputs(X, t), training=False)
         return logits.float().numpy(), t
 
+
+def _missing_column_message(col, columns):
+    """Why ``task_column`` is not a column of a DataFrame X, and what to do."""
+    message = f"task_column={col!r} is not a column of X; the columns are {columns[:20]}"
+    prefixed = [c for c in columns if isinstance(c, str) and c.endswith(f"__{col}")]
+    if prefixed:
+        message += (f"; did you mean {prefixed[0]!r}? A ColumnTransformer prefixes the "
+                    "names of its outputs with the transformer's name unless it has "
+                    "verbose_feature_names_out=False")
+    elif isinstance(col, (int, np.integer)):
+        message += ("; an integer task_column names a column label of a DataFrame, not a "
+                    "position: pass the column's name")
+    return message
+
+
+def _missing_task_ids_message(n_tasks, tasks):
+    """The error of predict / predict_proba / score without the task ids they need.
+
+    It is what a search shows in its warning when scoring fails, so it says how
+    the task ids reach the model there.
+    """
+    routing = ("Metadata routing is on, so the caller did not pass task_ids: a scoring "
+               "string (scoring='accuracy') never passes them"
+               if get_config().get("enable_metadata_routing", False) else
+               "Metadata routing is off, so GridSearchCV and cross_validate pass task_ids "
+               "to fit only, not to predict or score")
+    return (
+        f"task_ids is required: this model was fitted on {n_tasks} tasks "
+        f"{np.asarray(tasks).tolist()[:10]} and answers each row for its own task; pass "
+        f"task_ids= with one task per row of X. {routing}. Fixes: "
+        f"sklearn.set_config(enable_metadata_routing=True), with the estimator's own score "
+        f"(scoring=None) or scoring=sktransfer.metrics.get_task_scorer('accuracy') (a "
+        f"scoring string never passes task_ids); or give the tasks as a column of X with "
+        f"task_column=, which needs no routing."
+    )

@@ -5,11 +5,16 @@ the criterion returns per-task losses and label counts, the module's
 weighter combines them, and the per-task losses and weights of every epoch
 are written to ``history`` as ``train_task_losses`` / ``train_task_weights``
 (and ``valid_task_losses`` with a validation split), one list of T floats
-per epoch.
+per epoch. With ``verbose=1`` its epoch table (:class:`TaskPrintLog`) prints
+those lists as one rounded column per task.
 """
+
+from numbers import Number
 
 import torch
 from skorch import NeuralNet
+from skorch.callbacks import PrintLog
+from tabulate import tabulate
 from torch import nn
 
 from .._accelerate import AcceleratedNetMixin
@@ -97,8 +102,101 @@ class MultiTaskLoss(nn.Module):
         return sums / counts.clamp(min=1), counts
 
 
+def _is_task_list(value):
+    return (isinstance(value, (list, tuple)) and len(value) > 0
+            and all(isinstance(v, Number) and not isinstance(v, bool) for v in value))
+
+
+class TaskPrintLog(PrintLog):
+    """skorch's :class:`~skorch.callbacks.PrintLog`, with per-task values in columns.
+
+    A history value that holds one number per task (``train_task_losses``,
+    ``valid_task_losses``, ``train_task_weights``) is printed as one column
+    per task, named after the task (``train_loss[digit]``,
+    ``valid_loss[digit]``, ``weight[digit]``; ``<key>[<task>]`` for any other
+    such key) and rounded to ``significant_digits`` significant digits. The
+    weights of a static weighting (``"equal"``, ``"static"``), which never
+    change, are not printed, and neither are the per-task values of a model
+    with more than ``max_task_columns`` tasks. The history is unchanged.
+
+    It is the multi-task net's ``print_log`` callback, so its parameters are
+    set like PrintLog's, e.g.
+    ``net_params={"callbacks__print_log__keys_ignored": ["train_task_weights"]}``
+    (the keys are the history's).
+
+    Parameters
+    ----------
+    keys_ignored, sink, tablefmt, floatfmt, stralign
+        As in :class:`~skorch.callbacks.PrintLog`.
+    significant_digits : int, default=4
+    max_task_columns : int, default=8
+    """
+
+    #: The column name of each per-task history key, before ``[<task>]``.
+    LABELS = {"train_task_losses": "train_loss", "valid_task_losses": "valid_loss",
+              "train_task_weights": "weight"}
+
+    def __init__(self, keys_ignored=None, sink=print, tablefmt="simple", floatfmt=".4f",
+                 stralign="right", significant_digits=4, max_task_columns=8):
+        super().__init__(keys_ignored=keys_ignored, sink=sink, tablefmt=tablefmt,
+                         floatfmt=floatfmt, stralign=stralign)
+        self.significant_digits = significant_digits
+        self.max_task_columns = max_task_columns
+
+    def on_epoch_end(self, net, **kwargs):
+        from ._weighting import _StaticWeighter
+
+        self._task_names = getattr(net, "task_names", None)
+        weighter = getattr(getattr(net, "module_", None), "weighter", None)
+        self._static_weights = isinstance(weighter, _StaticWeighter)
+        super().on_epoch_end(net, **kwargs)
+
+    def _task_columns(self, key, values):
+        if key == "train_task_weights" and getattr(self, "_static_weights", False):
+            return
+        if len(values) > self.max_task_columns:
+            return
+        names = getattr(self, "_task_names", None)
+        if names is None or len(names) != len(values):
+            names = range(len(values))
+        label = self.LABELS.get(key, key)
+        for name, value in zip(names, values):
+            yield f"{label}[{name}]", f"{value:.{self.significant_digits}g}"
+
+    def _yield_keys_formatted(self, row):
+        for key, formatted in super()._yield_keys_formatted(row):
+            value = row.get(key)
+            if _is_task_list(value):
+                yield from self._task_columns(key, value)
+            else:
+                yield key, formatted
+
+    def table(self, row):
+        headers, formatted = [], []
+        for key, cell in self._yield_keys_formatted(row):
+            headers.append(key)
+            formatted.append(cell)
+        # the rounded per-task cells stay as written (tabulate would reformat them)
+        as_written = [i for i, h in enumerate(headers) if h.endswith("]") and "[" in h]
+        return tabulate([formatted], headers=headers, tablefmt=self.tablefmt,
+                        floatfmt=self.floatfmt, stralign=self.stralign,
+                        disable_numparse=as_written or False)
+
+
 class MultiTaskNet(AutocastMixin, LeanNotifyMixin, NeuralNet):
-    """skorch net whose loss is a weighted combination of per-task losses."""
+    """skorch net whose loss is a weighted combination of per-task losses.
+
+    ``task_names`` (the fitted ``tasks_``) name the columns of its epoch
+    table (:class:`TaskPrintLog`, its ``print_log`` callback).
+    """
+
+    def __init__(self, *args, task_names=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.task_names = task_names
+
+    def get_default_callbacks(self):
+        return [(name, TaskPrintLog() if name == "print_log" and type(cb) is PrintLog else cb)
+                for name, cb in super().get_default_callbacks()]
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         task_ids = X.get("task_ids") if isinstance(X, dict) else None

@@ -3,11 +3,25 @@
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.metaestimators import available_if
 
 from ..base import parameter_constraints
 from ._estimator import MultiTaskMixin
 
 __all__ = ["MultiTaskRegressor"]
+
+
+def _has_classification_task(estimator):
+    """Whether ``predict_proba`` applies: the model has (or is set to get) a class task."""
+    types = getattr(estimator, "task_types_", None)
+    if types is None:  # not fitted: what task_types asks for
+        given = estimator.task_types
+        if isinstance(given, dict):
+            given = list(given.values())
+        elif isinstance(given, str) or given is None:
+            given = [given]
+        types = list(given)
+    return "classification" in types
 
 
 @parameter_constraints()
@@ -20,6 +34,22 @@ class MultiTaskRegressor(MultiTaskMixin, RegressorMixin, BaseEstimator):
     training (mean squared error) and predictions are mapped back. Every
     architecture and weighting of the multi-task family applies;
     ``"uncertainty"`` uses the Gaussian-likelihood form for regression tasks.
+
+    ``task_types`` can make some tasks classification tasks (auxiliary
+    tasks of a regression problem, or simply mixed targets): the model is
+    then the same as a :class:`MultiTaskClassifier` with the same
+    ``task_types``, and :meth:`predict_proba` gives the probabilities of
+    those tasks in the classifier's format. A regressor without a
+    classification task has no ``predict_proba`` (``hasattr`` is False), as
+    scikit-learn's regressors. The two estimators differ in their default
+    task type, in ``score`` and in what scikit-learn sees: a regressor, not a
+    classifier (an integer ``cv`` does not stratify, and scikit-learn's own
+    probability scorers such as ``scoring="neg_log_loss"`` refuse a regressor;
+    :func:`sktransfer.metrics.get_task_scorer` does not).
+
+    A column vector ``y`` of shape (n_samples, 1) is one target, raveled with
+    a ``DataConversionWarning`` as in scikit-learn's neural and ensemble
+    regressors; ``task_ids`` holds one task per row of ``X``.
 
     Parameters
     ----------
@@ -39,14 +69,18 @@ class MultiTaskRegressor(MultiTaskMixin, RegressorMixin, BaseEstimator):
         from task to weight). Used with ``"equal"``/``"static"``.
     task_column : int, str or None, default=None
         Take the task ids from this column of ``X`` (an index, or a name for
-        a DataFrame) and drop it from the features.
+        a DataFrame) and drop it from the features. A transformer in front
+        (a ``ColumnTransformer``) returns an array without names: keep them
+        with ``set_output(transform="pandas")`` (and
+        ``verbose_feature_names_out=False``), or give the integer index.
     missing_label : scalar or None, default=None
         An extra value that marks a missing label in 2-D ``Y`` (NaN and None
         always do).
     task_types : None, list or dict, default=None
         ``"regression"`` (the default for every task) or ``"classification"``
         per task, in the order of ``tasks_`` or as a dict from task to type:
-        one model for mixed targets (see :class:`MultiTaskClassifier`).
+        one model for mixed targets (see :class:`MultiTaskClassifier`); the
+        classification tasks have probabilities (:meth:`predict_proba`).
     module : None, nn.Module class, factory or instance, default=None
         The shared trunk. ``None`` uses an :class:`~sktransfer.modules.MLP`
         with ``hidden_layer_sizes`` for 2-D ``X`` and a
@@ -75,6 +109,9 @@ class MultiTaskRegressor(MultiTaskMixin, RegressorMixin, BaseEstimator):
     device : {"cpu", "cuda", "auto"}, default="cpu"
     random_state : int, RandomState or None, default=None
     verbose : int, default=0
+        1 prints skorch's epoch table, with the per-task losses and weights
+        as one rounded column per task (``train_loss[<task>]``,
+        ``weight[<task>]``; see :class:`~sktransfer.multitask._net.TaskPrintLog`).
     net_params : dict or None, default=None
         See :class:`~sktransfer.base.NeuralEstimatorMixin` for these.
     precision : {"fp32", "bf16"}, default="fp32"
@@ -91,6 +128,12 @@ class MultiTaskRegressor(MultiTaskMixin, RegressorMixin, BaseEstimator):
     tasks_ : ndarray
     n_tasks_ : int
     task_types_ : list of str
+    task_classes_ : list of ndarray or None
+        The labels of each task (None for a regression task).
+    classes_ : ndarray or list of ndarray
+        Only with a classification task, as in :class:`MultiTaskClassifier`:
+        task format, all labels of the classification tasks (the columns of
+        ``predict_proba``); 2-D ``Y``, ``task_classes_``.
     multi_target_ : bool
     n_features_in_ : int
     input_shape_ : tuple
@@ -108,9 +151,13 @@ class MultiTaskRegressor(MultiTaskMixin, RegressorMixin, BaseEstimator):
     (2, 2)
     >>> reg.score(X, Y) > 0.9
     True
+    >>> hasattr(reg, "predict_proba")                 # no classification task
+    False
     """
 
     _default_task_type = "regression"
+
+    __metadata_request__predict_proba = {"task_ids": True}
 
     def __init__(
         self,
@@ -170,9 +217,6 @@ class MultiTaskRegressor(MultiTaskMixin, RegressorMixin, BaseEstimator):
         tags.target_tags.required = True
         return tags
 
-    def _set_output_attributes(self, infos):
-        pass
-
     def _prediction_dtype(self):
         return np.float64 if all(tp == "regression" for tp in self.task_types_) else object
 
@@ -181,9 +225,28 @@ class MultiTaskRegressor(MultiTaskMixin, RegressorMixin, BaseEstimator):
         pred = self._predict(X, task_ids)
         return pred.astype(np.float64) if pred.dtype.kind == "f" else pred
 
+    @available_if(_has_classification_task)
+    def predict_proba(self, X, task_ids=None):
+        """Class probabilities of the classification tasks (see ``task_types``).
+
+        Only when a task is a classification task; the format is
+        :meth:`MultiTaskClassifier.predict_proba`'s.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes) or list of ndarray
+            Task format: probabilities over ``classes_`` (zero for labels the
+            row's task does not have; NaN for rows of a regression task).
+            2-D ``Y``: one (n_samples, n_classes_t) array per task, None for a
+            regression task.
+        """
+        return self._predict_proba(X, task_ids)
+
     def score(self, X, y, task_ids=None, sample_weight=None):
         """Mean over tasks of each task's R^2 on its labelled rows.
 
-        A single task gives scikit-learn's usual ``r2_score``.
+        A single task gives scikit-learn's usual ``r2_score``. A
+        classification task (see ``task_types``) is scored by its accuracy,
+        which this mean then includes.
         """
         return float(np.nanmean(self._task_scores(X, y, task_ids, sample_weight)))

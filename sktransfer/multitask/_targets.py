@@ -8,7 +8,10 @@ Two formats (DESIGN.md section 4):
   task; a missing label is NaN/None (or ``missing_label``).
 """
 
+import warnings
+
 import numpy as np
+from sklearn.exceptions import DataConversionWarning
 from sklearn.utils import column_or_1d
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import _assert_all_finite, check_consistent_length
@@ -30,9 +33,27 @@ def _is_missing(col, missing_label):
 
 
 def validate_task_ids(task_ids, n_samples):
-    """Return task ids as a 1-D array, or raise a ValueError naming the problem."""
-    task_ids = column_or_1d(np.asarray(task_ids, dtype=None if not hasattr(task_ids, "dtype")
-                                       else task_ids.dtype), warn=True)
+    """Return task ids as a 1-D array, or raise a ValueError naming the problem.
+
+    ``task_ids`` holds one task id per row of X; a column vector is raveled
+    with a ``DataConversionWarning``, as scikit-learn does for ``y``.
+    """
+    arr = np.asarray(task_ids, dtype=None if not hasattr(task_ids, "dtype") else task_ids.dtype)
+    if arr.ndim == 0:
+        raise ValueError(
+            f"task_ids must hold one task id per row of X (shape ({n_samples},)), got the "
+            f"single value {arr.item()!r}; to give every row the same task, pass "
+            f"np.full(len(X), {arr.item()!r})")
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        warnings.warn(
+            "A column-vector task_ids was passed when a 1d array was expected. Please change "
+            "the shape of task_ids to (n_samples,), for example using ravel().",
+            DataConversionWarning, stacklevel=3)
+        arr = arr.ravel()
+    if arr.ndim != 1:
+        raise ValueError(f"task_ids must hold one task id per row of X (shape ({n_samples},)), "
+                         f"got an array of shape {arr.shape}")
+    task_ids = arr
     if task_ids.shape[0] != n_samples:
         raise ValueError(
             f"task_ids has {task_ids.shape[0]} entries but X has {n_samples} samples"
@@ -212,6 +233,43 @@ def encode_task_format(y, task_ids, n_samples, task_types=None, default="classif
     return y_enc, t.astype(np.int64), tasks, infos
 
 
+def target_columns(Y):
+    """The columns of a 2-D target, each a 1-D array with its own dtype.
+
+    A DataFrame's columns keep their dtypes (``np.asarray`` of a frame that
+    mixes a numeric and a string column is one object array, in which
+    scikit-learn's metrics cannot recognise the numeric labels); an object
+    column of numbers only becomes a numeric array.
+    """
+    if hasattr(Y, "columns") and hasattr(Y, "iloc"):
+        return [plain_array(Y.iloc[:, j].to_numpy()) for j in range(Y.shape[1])]
+    Y = np.asarray(Y)
+    if Y.ndim == 1:
+        return [plain_array(Y)]
+    return [plain_array(Y[:, j]) for j in range(Y.shape[1])]
+
+
+def plain_array(a):
+    """``a`` with a numeric dtype where an object array holds only numbers (or bools).
+
+    Strings, and missing entries (None), keep an object array as it is; an
+    array that is not of dtype object is returned unchanged.
+    """
+    a = np.asarray(a)
+    if a.dtype != object or a.size == 0:
+        return a
+    kinds = {type(v) for v in a.ravel()}
+    if all(issubclass(k, (bool, np.bool_)) for k in kinds):
+        return a.astype(bool)
+    if all(issubclass(k, (int, np.integer)) and not issubclass(k, (bool, np.bool_))
+           for k in kinds):
+        return a.astype(np.int64)
+    if all(issubclass(k, (float, np.floating, int, np.integer)) and not issubclass(k, bool)
+           for k in kinds):
+        return a.astype(np.float64)
+    return a
+
+
 def encode_multi_target(Y, missing_label, task_types=None, default="classification",
                         template=None, allow_empty=False):
     """Encode a 2-D target with one column per task and missing labels.
@@ -222,6 +280,7 @@ def encode_multi_target(Y, missing_label, task_types=None, default="classificati
     infos and ``allow_empty`` accepts a column without labels (``partial_fit``).
     """
     tasks = np.asarray(Y.columns) if hasattr(Y, "columns") else None
+    columns = target_columns(Y)
     Y = np.asarray(Y)
     if Y.ndim != 2:
         raise ValueError(f"Y must be 1-D or 2-D, got shape {Y.shape}")
@@ -230,7 +289,7 @@ def encode_multi_target(Y, missing_label, task_types=None, default="classificati
         raise ValueError("Y has no columns (no tasks)")
     if tasks is None:
         tasks = np.arange(T)
-    if Y.dtype.kind == "c" or (Y.dtype.kind == "f" and np.isinf(Y).any()):
+    if any(c.dtype.kind == "c" or (c.dtype.kind == "f" and np.isinf(c).any()) for c in columns):
         raise ValueError("Y contains infinity or complex values")
     if template is not None and len(template) != T:
         raise ValueError(f"Y has {T} columns but the model has {len(template)} tasks")
@@ -241,7 +300,7 @@ def encode_multi_target(Y, missing_label, task_types=None, default="classificati
     Y_enc = np.full((n, T), np.nan if mixed else -1, dtype=np.float32 if mixed else np.int64)
     infos = []
     for j in range(T):
-        col = Y[:, j]
+        col = columns[j]
         name = tasks.tolist()[j]
         missing = _is_missing(col, missing_label)
         labelled = col[~missing]
