@@ -219,7 +219,8 @@ def test_lp_ft_probes_the_head_to_convergence_first(source, target):
     assert probe.score(Xte, yte) > lin.fit(Xtr, ytr).score(Xte, yte) - 0.05
     ft = FineTuner(net, strategy="lp_ft", max_epochs=5, random_state=0).fit(Xtr, ytr)
     groups = ft.net_.optimizer_.param_groups
-    assert [g["lr"] for g in groups] == pytest.approx([1e-4, 1e-4, 1e-3])  # lower backbone lr
+    # the default rates of lp_ft: the head 1e-2, the backbone ten times lower
+    assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-3, 1e-2])
     assert _changed(ft, state(net)) == {"0": True, "3": True}
 
 

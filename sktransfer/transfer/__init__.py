@@ -2,8 +2,9 @@
 
 * :class:`FineTuner` / :class:`FineTunerRegressor`: fine-tune a pretrained
   network (last layer, top layers, everything, gradual unfreezing, or linear
-  probe then fine-tune), with discriminative learning rates, an L2-SP penalty
-  and frozen batch-norm statistics.
+  probe then fine-tune), with discriminative learning rates, an L2-SP penalty,
+  pretrained batch-norm statistics kept frozen (untrained ones train), and
+  defaults that work on a few examples per class.
 * :class:`PretrainedFeatures`: the frozen network as a transformer, for the
   linear-probe baseline ``make_pipeline(PretrainedFeatures(net), LogisticRegression())``.
 """

@@ -1,5 +1,6 @@
 """FineTuner and FineTunerRegressor: adapt a pretrained network to a new task."""
 
+import math
 import warnings
 from numbers import Integral, Real
 
@@ -19,7 +20,7 @@ from ..base import (
     to_tensor,
 )
 from ._features import embed
-from ._layers import build_network, layer_groups
+from ._layers import build_network, layer_groups, untrained_batch_norm
 from ._net import FineTuneNet
 from ._penalty import L2SP
 from ._pretrained import PRETRAINED_CONSTRAINT, resolve_pretrained
@@ -28,8 +29,27 @@ from ._strategies import BN_MODES, STRATEGIES, TransferPlan
 __all__ = ["FineTuner", "FineTunerRegressor"]
 
 _HEADS = ("replace", "keep", "add")
-#: L-BFGS iterations of the linear probe of ``strategy="lp_ft"``.
+#: L-BFGS iterations of the linear probe of ``strategy="last"`` and ``"lp_ft"``.
 _LP_MAX_ITER = 200
+#: The strategies whose head starts from the linear probe.
+_PROBED = ("last", "lp_ft")
+
+# The defaults of ``lr=None``, ``backbone_lr=None`` and ``max_epochs=None``
+# (benchmarks/bench_finetuner_defaults.py measures them against the linear probe).
+#: ``lr=None``: strategy -> (the head's rate, the top backbone group's rate). The
+#: head is new (or fitted by the linear probe) and takes a higher rate than the
+#: pretrained layers, which learn ten times slower.
+DEFAULT_RATES = {
+    "last": (1e-2, 1e-3),
+    "top": (1e-2, 1e-3),
+    "full": (1e-2, 1e-3),
+    "gradual": (1e-2, 1e-3),
+    "lp_ft": (1e-2, 1e-3),
+}
+#: ``max_epochs=None``: at least this many epochs ...
+MIN_EPOCHS = 20
+#: ... and at least this many optimizer steps per call.
+MIN_STEPS = 200
 
 _PARAMS_DOC = """
     pretrained : nn.Module, factory, (factory, path) or FrozenEstimator
@@ -54,7 +74,12 @@ _PARAMS_DOC = """
     strategy : {"last", "top", "full", "gradual", "lp_ft"}, default="lp_ft"
         What trains (see the user guide for which to use when):
 
-        * ``"last"``: only the head;
+        * ``"last"``: only the head. It is first fitted to convergence on the
+          frozen features by the linear probe of ``"lp_ft"`` (so it matches
+          ``make_pipeline(PretrainedFeatures(net), LogisticRegression())``
+          however few the examples), then trains ``max_epochs`` epochs like
+          the other strategies (``"top"`` with ``n_layers=0`` trains the head
+          by gradient descent alone);
         * ``"top"``: the head and the top ``n_layers`` layer groups;
         * ``"full"``: everything;
         * ``"gradual"``: the head, then one more group from the top every
@@ -89,8 +114,11 @@ _PARAMS_DOC = """
         Name of the output layer (as in ``named_modules()``).
     backbone_lr : float or None, default=None
         Learning rate of the top backbone group (discriminative learning
-        rates). ``None``: ``lr``, except with ``"lp_ft"`` where it is
-        ``lr / 10``.
+        rates). ``None``: with ``lr=None``, the strategy's default backbone
+        rate (``1e-3`` for every strategy, ten times below the head's: the
+        pretrained layers move slower than a new head); with a given ``lr``,
+        ``lr`` itself, except with ``"lp_ft"`` where it is ``lr / 10``. The
+        fitted ``backbone_lr_`` is the value used.
     layer_lr_decay : float, default=1.0
         Each backbone group below the top one learns ``layer_lr_decay`` times
         as fast as the group above it (ULMFiT uses 1 / 2.6).
@@ -99,17 +127,42 @@ _PARAMS_DOC = """
         pretrained parameters ``w`` (pretrained values ``w0``) to the loss.
     l2sp_beta : float, default=0.0
         Adds ``l2sp_beta / 2 * ||w_head||^2`` over a new head's parameters.
-    bn : {"freeze", "train"}, default="freeze"
-        ``"freeze"``: batch-norm layers keep their pretrained statistics
-        (eval mode) and parameters. ``"train"``: those in trainable groups
-        update both.
+    bn : {"auto", "freeze", "train"}, default="auto"
+        Batch-norm layers outside the head. ``"freeze"``: they keep their
+        statistics (eval mode) and parameters. ``"train"``: those in open
+        groups update both (those in frozen groups stay in eval mode).
+        ``"auto"``: a layer whose running statistics were never updated (the
+        initial zero means and unit variances: a network built from scratch
+        by a factory, or batch norm that never saw a batch) trains as with
+        ``"train"``, and a layer with pretrained statistics is frozen, whatever
+        the strategy: with a few target examples the batch statistics are
+        noise, and the pretrained layers above were trained on the pretrained
+        statistics. The fitted ``bn_modes_`` says what each layer did.
     lp_alpha : float, default=1e-3
-        L2 strength of the linear probe of ``"lp_ft"``.
+        L2 strength of the linear probe of ``"last"`` and ``"lp_ft"``.
     optimizer : torch optimizer class, default=torch.optim.Adam
-    lr : float, default=1e-3
-        Learning rate of the head.
-    max_epochs : int, default=20
-        Epochs per ``fit`` (for ``"lp_ft"``: of the fine-tuning phase).
+    lr : float or None, default=None
+        Learning rate of the head. ``None``: the strategy's default, from
+        this table (measured against the linear probe with 5 and 50
+        examples per class by ``benchmarks/bench_finetuner_defaults.py``):
+
+        ====================================  ========  ==========================
+        strategy                              head      backbone (``backbone_lr``)
+        ====================================  ========  ==========================
+        ``"last"``                            ``1e-2``  (not trained)
+        ``"top"``, ``"full"``, ``"gradual"``  ``1e-2``  ``1e-3``
+        ``"lp_ft"``                           ``1e-2``  ``1e-3``
+        ====================================  ========  ==========================
+
+        The fitted ``lr_`` is the value used.
+    max_epochs : int or None, default=None
+        Epochs per ``fit`` and per ``partial_fit`` call (for ``"last"`` and
+        ``"lp_ft"``: after the linear probe). ``None``: enough for at least
+        20 epochs and at least 200 optimizer steps on the call's data,
+        ``max(20, ceil(200 / n_batches))`` with ``n_batches =
+        ceil(n_samples / batch_size)``: 200 epochs for 32 samples or fewer,
+        20 from 320 samples on (with the default ``batch_size``). The fitted
+        ``max_epochs_`` is the value of the last call.
     batch_size : int, default=32
     callbacks : list of skorch callbacks or None, default=None
     train_split : None or skorch split, default=None
@@ -147,6 +200,17 @@ _ATTRS_DOC = """
         the head.
     head_name_ : str
         Name of the output layer in ``net_.module_``.
+    lr_ : float
+        The head's learning rate (``lr``, or its default).
+    backbone_lr_ : float or None
+        The learning rate of the top backbone group (``backbone_lr``, or its
+        default); ``None`` when the network has no backbone group. It applies
+        only while the strategy trains the backbone.
+    max_epochs_ : int
+        The epochs of the last ``fit`` / ``partial_fit`` call (``max_epochs``,
+        or its default for that call's data).
+    bn_modes_ : dict of str to {"freeze", "train"}
+        Every batch-norm layer outside the head and what ``bn`` made of it.
     n_features_in_ : int
     input_shape_ : tuple
         Shape of one sample.
@@ -182,6 +246,8 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         "trainable": [str, list, tuple, None],
         "head": [StrOptions(set(_HEADS))],
         "head_name": [str, None],
+        "lr": [_FINITE_POSITIVE, None],
+        "max_epochs": [Interval(Integral, 0, None, closed="left"), None],
         "backbone_lr": [_FINITE_POSITIVE, None],
         "layer_lr_decay": [_FINITE_POSITIVE],
         "l2sp_alpha": [_NON_NEGATIVE],
@@ -203,11 +269,11 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         layer_lr_decay=1.0,
         l2sp_alpha=0.0,
         l2sp_beta=0.0,
-        bn="freeze",
+        bn="auto",
         lp_alpha=1e-3,
         optimizer=torch.optim.Adam,
-        lr=1e-3,
-        max_epochs=20,
+        lr=None,
+        max_epochs=None,
         batch_size=32,
         callbacks=None,
         train_split=None,
@@ -256,9 +322,9 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         return tags
 
     # ------------------------------------------------------------ parameters
-    def _check_transfer_params(self):
-        """The name patterns and the backbone's rate scale (types and ranges are
-        checked by ``_parameter_constraints``)."""
+    def _check_transfer_params(self, lr):
+        """The name patterns and the backbone's rate scale relative to the head's
+        rate ``lr`` (types and ranges are checked by ``_parameter_constraints``)."""
         trainable = self.trainable
         if isinstance(trainable, str):
             trainable = [trainable]
@@ -269,10 +335,38 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
                                 f"them, got {self.trainable!r}")
             trainable = list(trainable)
         if self.backbone_lr is not None:
-            scale = float(self.backbone_lr) / float(self.lr)
+            scale = float(self.backbone_lr) / lr
+        elif self._given_lr() is None:
+            head, backbone = DEFAULT_RATES[self.strategy]
+            scale = backbone / head
         else:
             scale = 0.1 if self.strategy == "lp_ft" else 1.0
         return trainable, scale
+
+    def _given_lr(self):
+        """The head's rate the user gave: ``lr``, or one in ``net_params``; else None."""
+        own = self.net_params or {}
+        for key in ("optimizer__lr", "lr"):  # what the net would use instead
+            if key in own:
+                return float(own[key])
+        return None if self.lr is None else float(self.lr)
+
+    def _resolved_lr(self):
+        """The head's learning rate: ``lr``, or the strategy's default for ``None``."""
+        given = self._given_lr()
+        return DEFAULT_RATES[self.strategy][0] if given is None else given
+
+    def _resolved_epochs(self, n_samples):
+        """Epochs of a call on ``n_samples`` rows: ``max_epochs``, or its default."""
+        own = self.net_params or {}
+        if "max_epochs" in own:
+            return int(own["max_epochs"])
+        if self.max_epochs is not None:
+            return int(self.max_epochs)
+        batch = own.get("batch_size", self.batch_size)
+        batch = n_samples if batch in (None, -1) else min(int(batch), max(n_samples, 1))
+        n_batches = max(1, math.ceil(n_samples / max(batch, 1)))
+        return max(MIN_EPOCHS, math.ceil(MIN_STEPS / n_batches))
 
     # ----------------------------------------------------------------- input
     def _check_y(self, X, y):
@@ -300,9 +394,10 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
     def partial_fit(self, X, y, classes=None):
         """Continue training from the current weights (first call: as ``fit``).
 
-        Each call trains ``max_epochs`` epochs on ``(X, y)`` with the
-        optimizer state, the L2-SP anchor and the unfreezing schedule of the
-        previous calls (``"lp_ft"`` probes only on the first call). A call
+        Each call trains ``max_epochs`` epochs on ``(X, y)`` (``None``: the
+        default for this call's number of rows) with the optimizer state, the
+        L2-SP anchor and the unfreezing schedule of the previous calls
+        (``"last"`` and ``"lp_ft"`` probe only on the first call). A call
         that fails, in validation or in training, leaves the model exactly
         as it was.
 
@@ -326,8 +421,10 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         if not ctx.new_model:
             X = self._validate_X(X, reset=False)
             self._check_y(X, y)
-            return {"X": X, "y_enc": self._encode_more_targets(y, classes)}
-        trainable, backbone_scale = self._check_transfer_params()
+            return {"X": X, "y_enc": self._encode_more_targets(y, classes),
+                    "max_epochs": self._resolved_epochs(len(X))}
+        lr = self._resolved_lr()
+        trainable, backbone_scale = self._check_transfer_params(lr)
         if "optimizer__param_groups" in (self.net_params or {}):
             raise ValueError("the optimizer's parameter groups are built from the layer groups; "
                              "set backbone_lr / layer_lr_decay instead of "
@@ -336,7 +433,8 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         self._check_y(X, y)
         y_enc, n_out = self._encode_new_targets(y, classes)
         return {"X": X, "y_enc": y_enc, "n_out": n_out, "trainable": trainable,
-                "backbone_scale": backbone_scale}
+                "backbone_scale": backbone_scale, "lr": lr,
+                "max_epochs": self._resolved_epochs(len(X))}
 
     def _build(self, ctx, data):
         device = ctx.device
@@ -346,9 +444,11 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         network, head_name = build_network(module, self.head, self.head_name, data["n_out"],
                                            example, has_output)
         groups, bn_layers = layer_groups(network, head_name)
+        # read before anything runs in training mode: the pretrained statistics
+        fresh = untrained_batch_norm(network, bn_layers) if self.bn == "auto" else None
         plan = TransferPlan(groups, bn_layers, self.strategy, self.n_layers,
                             self.unfreeze_every, data["trainable"], self.bn,
-                            data["backbone_scale"], self.layer_lr_decay)
+                            data["backbone_scale"], self.layer_lr_decay, bn_train=fresh)
         penalty = None
         if self.l2sp_alpha or self.l2sp_beta:
             state = dict(network.named_parameters())
@@ -356,23 +456,33 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
             anchored = [n for g in (groups if kept else groups[:-1]) for n in g]
             penalty = L2SP(self.l2sp_alpha, self.l2sp_beta, {n: state[n] for n in anchored},
                            [] if kept else groups[-1])
+        kwargs = self._net_kwargs(device)
+        # the resolved defaults (net_params, applied last, may still override them)
+        kwargs.update(lr=data["lr"], max_epochs=data["max_epochs"])
+        kwargs.update(self.net_params or {})
         net = FineTuneNet(network, criterion=self._criterion(), plan=plan, penalty=penalty,
-                          **self._net_kwargs(device))
+                          **kwargs)
         net.initialize()
-        data.update(groups=groups, head_name=head_name)
+        scales = plan.lr_scales
+        data.update(groups=groups, head_name=head_name, bn_modes=plan.bn_modes(),
+                    backbone_lr=data["lr"] * scales[-2] if len(scales) > 1 else None)
         return net
 
     def _train(self, ctx, net, data):
         X, yt = data["X"], to_tensor(data["y_enc"])
-        if ctx.new_model and self.strategy == "lp_ft":
+        if ctx.new_model and self.strategy in _PROBED:
             self._linear_probe(net.module_, data["head_name"], X, yt, ctx.device)
-        net.partial_fit(to_tensor(X), yt)
+        net.partial_fit(to_tensor(X), yt, epochs=data["max_epochs"])
 
     def _record(self, ctx, net, data, result):
         if ctx.new_model:
             self.net_ = net
             self.layer_groups_ = data["groups"]
             self.head_name_ = data["head_name"]
+            self.lr_ = data["lr"]
+            self.backbone_lr_ = data["backbone_lr"]
+            self.bn_modes_ = data["bn_modes"]
+        self.max_epochs_ = data["max_epochs"]
         return self
 
     def _linear_probe(self, network, head_name, X, y, device):
@@ -415,7 +525,10 @@ class FineTuner(ClassifierMixin, _BaseFineTuner):
     ``fit`` copies the pretrained network, replaces its output layer with one
     output per class of ``y``, and trains it following ``strategy``, with
     discriminative learning rates, an optional L2-SP penalty toward the
-    pretrained weights and frozen batch-norm statistics by default.
+    pretrained weights and pretrained batch-norm statistics kept by default.
+    The defaults (``lr``, ``backbone_lr``, ``max_epochs``, ``bn``) are chosen
+    for a few examples per class and resolved at ``fit``; the fitted
+    ``lr_``, ``backbone_lr_``, ``max_epochs_`` and ``bn_modes_`` show them.
     ``clone(ft).fit(...)`` always starts from the pretrained weights, so
     ``GridSearchCV`` can search ``strategy``, ``lr`` and the rest.
 

@@ -19,6 +19,13 @@ Layer groups
     (batch, layer, group or instance norm) joins the group of the layer before
     it. The head is the last group. A group is a list of parameter names, so
     a group is what gradual unfreezing opens and what ``n_layers`` counts.
+
+Untrained batch norm
+    A batch-norm layer whose running statistics still hold their initial
+    values (mean exactly 0 and variance exactly 1 in every channel, and no
+    batch counted where the layer counts them) has never seen a batch in
+    training mode: its statistics estimate nothing. ``bn="auto"`` trains
+    such layers and keeps the statistics of the others.
 """
 
 import torch
@@ -26,7 +33,7 @@ from torch import nn
 
 from ..modules import BatchNorm2d
 
-__all__ = ["build_network", "layer_groups", "NORM_TYPES"]
+__all__ = ["build_network", "layer_groups", "untrained_batch_norm", "NORM_TYPES"]
 
 #: Layers that join the group of the layer before them.
 NORM_TYPES = (
@@ -207,3 +214,39 @@ def layer_groups(network, head_name):
     head = [f"{head_name}.{n}" for n, p in network.get_submodule(head_name).named_parameters()
             if id(p) not in seen]
     return groups + [head], bn_layers
+
+
+def _has_initial_statistics(layer):
+    """Whether a batch-norm layer's running statistics were never updated."""
+    mean = getattr(layer, "running_mean", None)
+    var = getattr(layer, "running_var", None)
+    if not isinstance(mean, torch.Tensor) or not isinstance(var, torch.Tensor):
+        return False  # no running statistics (track_running_stats=False): nothing to keep
+    if nn.parameter.is_lazy(mean) or nn.parameter.is_lazy(var):
+        return True  # a lazy layer that never saw a batch
+    counted = getattr(layer, "num_batches_tracked", None)
+    if isinstance(counted, torch.Tensor) and int(counted) > 0:
+        return False
+    with torch.no_grad():
+        return bool((mean == 0).all() and (var == 1).all())
+
+
+def untrained_batch_norm(network, bn_layers):
+    """Names of the batch-norm layers among ``bn_layers`` whose statistics were never updated.
+
+    Parameters
+    ----------
+    network : nn.Module
+    bn_layers : list of (str, int)
+        As returned by :func:`layer_groups`.
+
+    Returns
+    -------
+    names : list of str
+        The layers whose running mean and variance are still exactly their
+        initial zeros and ones (and, for ``torch.nn`` layers, whose
+        ``num_batches_tracked`` is 0): the layers of a network built from
+        scratch, or never trained in training mode.
+    """
+    return [name for name, _ in bn_layers
+            if _has_initial_statistics(network.get_submodule(name))]

@@ -14,9 +14,17 @@ network to another device. Strategies, with ``G`` backbone groups:
 
 ``trainable`` (name patterns) replaces the groups chosen by ``"last"``,
 ``"top"`` and ``"full"`` and bounds what ``"gradual"`` and ``"lp_ft"`` open.
-With ``bn="freeze"`` batch-norm parameters never train and batch-norm layers
-always use their running statistics; with ``bn="train"`` those of open groups
-train like any other layer.
+
+Batch norm, per layer: a *frozen* batch-norm layer never trains its
+parameters and always uses its running statistics; a *trained* one trains
+like any other layer of its group while the group is open (its statistics
+update, its parameters learn) and uses its running statistics while the group
+is frozen. ``bn="freeze"`` freezes every layer, ``bn="train"`` trains every
+layer, and ``bn="auto"`` (the estimators' default, resolved by the caller
+into ``bn_train``) trains exactly the layers whose running statistics were
+never updated (see ``_layers.untrained_batch_norm``):
+pretrained statistics are kept, statistics that were never estimated are
+estimated on the target.
 """
 
 import fnmatch
@@ -24,7 +32,7 @@ import fnmatch
 __all__ = ["STRATEGIES", "TransferPlan"]
 
 STRATEGIES = ("last", "top", "full", "gradual", "lp_ft")
-BN_MODES = ("freeze", "train")
+BN_MODES = ("auto", "freeze", "train")
 
 
 class TransferPlan:
@@ -41,15 +49,18 @@ class TransferPlan:
     unfreeze_every : int
     trainable : list of str or None
         fnmatch patterns over parameter names.
-    bn : {"freeze", "train"}
+    bn : {"auto", "freeze", "train"}
     backbone_scale : float
         Learning rate of the top backbone group relative to the head's.
     layer_lr_decay : float
         Each group further down gets this factor more.
+    bn_train : collection of str or None
+        With ``bn="auto"``: the batch-norm layers that train (the others are
+        frozen); ``None`` (or any other ``bn``) follows ``bn``.
     """
 
     def __init__(self, groups, bn_layers, strategy, n_layers, unfreeze_every, trainable, bn,
-                 backbone_scale, layer_lr_decay):
+                 backbone_scale, layer_lr_decay, bn_train=None):
         self.backbone = [list(g) for g in groups[:-1]]
         self.head = list(groups[-1])
         self.bn_layers = list(bn_layers)
@@ -69,6 +80,17 @@ class TransferPlan:
                 )
         bn_names = {m for m, _ in self.bn_layers}
         self.bn_params = {n for n in names if n.rpartition(".")[0] in bn_names}
+        if bn == "train":
+            trained = bn_names
+        elif bn == "auto" and bn_train is not None:
+            trained = bn_names & set(bn_train)
+        else:
+            trained = set()
+        #: batch-norm layers that train while their group is open
+        self.bn_train = sorted(trained)
+        #: parameters of the frozen batch-norm layers, which never train
+        self.bn_frozen_params = {n for n in self.bn_params
+                                 if n.rpartition(".")[0] not in trained}
         G = len(self.backbone)
         # Learning-rate scale per group: the head 1, the top backbone group
         # backbone_scale, each further group down layer_lr_decay times more.
@@ -101,21 +123,38 @@ class TransferPlan:
             open_names = {n for g in self.backbone[G - k:] for n in g} if k else set()
             if self.allowed is not None:
                 open_names &= self.allowed
-        if self.bn == "freeze":
-            open_names -= self.bn_params
+        open_names -= self._bn_frozen_params()
         return open_names | set(self.head)
+
+    def _bn_trained(self):
+        if "bn_train" in vars(self):
+            return set(self.bn_train)
+        # a plan pickled before per-layer batch norm
+        return {m for m, _ in self.bn_layers} if self.bn == "train" else set()
+
+    def _bn_frozen_params(self):
+        if "bn_frozen_params" in vars(self):
+            return self.bn_frozen_params
+        trained = self._bn_trained()
+        return {n for n in self.bn_params if n.rpartition(".")[0] not in trained}
+
+    def bn_modes(self):
+        """``{layer name: "train" or "freeze"}`` for every batch-norm layer outside the head."""
+        trained = self._bn_trained()
+        return {m: "train" if m in trained else "freeze" for m, _ in self.bn_layers}
 
     def eval_layers(self, epoch):
         """Batch-norm layers that use their running statistics in epoch ``epoch``.
 
-        All of them with ``bn="freeze"``; with ``bn="train"`` those of the
-        groups that are still frozen.
+        The frozen layers (all of them with ``bn="freeze"``), and the trained
+        ones whose groups are still frozen.
         """
-        if self.bn == "freeze":
+        trained = self._bn_trained()
+        if not trained:
             return [m for m, _ in self.bn_layers]
         first_open = self.n_groups - self.n_open(epoch)
         if self.allowed is not None and self.strategy in ("last", "top", "full"):
             open_groups = {i for i, g in enumerate(self.backbone) if self.allowed & set(g)}
         else:
             open_groups = set(range(first_open, self.n_groups))
-        return [m for m, i in self.bn_layers if i not in open_groups]
+        return [m for m, i in self.bn_layers if m not in trained or i not in open_groups]
