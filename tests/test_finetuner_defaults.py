@@ -287,3 +287,21 @@ def test_transfer_plan_auto_batch_norm():
     del old.bn_train, old.bn_frozen_params
     assert old.eval_layers(0) == [] and "bn1.weight" in old.trainable_names(0)
     assert old.bn_modes() == {"bn1": "train", "bn2": "train"}
+
+
+def test_last_keeps_a_kept_pretrained_head_instead_of_refitting_it():
+    """head="keep": the pretrained head already answers the target's classes; "last"
+    starts from it (no probe), while a new head is fitted by the probe."""
+    from sklearn.datasets import load_digits
+    from torch import nn
+
+    X, y = load_digits(n_class=5, return_X_y=True)
+    X = (X / 16).astype(np.float32)
+    torch.manual_seed(0)
+    source = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 5))
+    kept = FineTuner(source, strategy="last", head="keep", max_epochs=0,
+                     random_state=0).fit(X[:25], y[:25])
+    head = kept.net_.module_.get_submodule(kept.head_name_)
+    assert torch.equal(head.weight, source[2].weight)
+    replaced = FineTuner(source, strategy="last", max_epochs=0, random_state=0).fit(X[:25], y[:25])
+    assert replaced.score(X[:25], y[:25]) > 0.9  # the probe fitted the new head
