@@ -55,6 +55,10 @@ from torch import nn  # noqa: E402
 
 from sktransfer.transfer import STRATEGIES, FineTuner, PretrainedFeatures  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# the k-shot split (and, in real_settings, the CNN) of the transfer benchmark
+from bench_transfer import shots  # noqa: E402
+
 #: The defaults before this change, as explicit parameters.
 OLD = dict(lr=1e-3, max_epochs=20, bn="freeze")
 
@@ -83,19 +87,6 @@ def mlp(bn=True):
         layers += [nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 5)]
         return nn.Sequential(*layers)
     return make
-
-
-def shots(y, classes, k, seed, n_test=None):
-    rng = np.random.RandomState(seed)
-    train, test = [], []
-    for c in classes:
-        idx = rng.permutation(np.flatnonzero(y == c))
-        train.append(idx[:k])
-        test.append(idx[k:])
-    test = np.concatenate(test)
-    if n_test is not None:
-        test = rng.permutation(test)[:n_test]
-    return np.concatenate(train), test
 
 
 def run_setting(title, source, factory, X, y, classes, ks, seeds, n_test=None):
@@ -145,7 +136,6 @@ def digits_settings(ks, seeds):
 
 
 def real_settings(ks, seeds):
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from bench_transfer import small_cnn
 
     from sktransfer.datasets import load_mnist, load_omniglot

@@ -524,6 +524,23 @@ class NeuralEstimatorMixin(metaclass=ABCMeta):
         transfer and continual). ``"bf16"`` runs the forward passes in
         bfloat16 mixed precision (see :class:`AutocastMixin`); ``"fp32"``,
         the default, trains in float32.
+    early_stopping : bool
+        Only on the estimators that train by epochs (multi-task, transfer,
+        continual, Baseline). ``True`` stops training when the validation
+        loss stops improving, as in scikit-learn's ``MLPClassifier``:
+        ``validation_fraction`` of the rows (the split of ``train_split``
+        instead, if one is given) are held out, training stops once the
+        validation loss has not improved by at least ``tol`` for
+        ``n_iter_no_change`` epochs, and the weights of the best epoch are
+        restored. The split is drawn from ``random_state``. The continual
+        estimators apply it to each task, ``FineTuner`` to each call.
+    validation_fraction : float
+        Share of the rows held out by ``early_stopping`` (default 0.1).
+    n_iter_no_change : int
+        Epochs without improvement before ``early_stopping`` stops (default 10).
+    tol : float
+        Smallest decrease of the validation loss that counts as improvement
+        (default 1e-4).
     accelerator : None or accelerate.Accelerator
         Only on the multi-task and continual estimators. Train through
         Hugging Face Accelerate (skorch's

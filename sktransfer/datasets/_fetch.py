@@ -279,15 +279,21 @@ def _cache_file_name(name, key):
     return f"{name}-{key[:16]}.npz"
 
 
-def _first_non_folder(path):
-    """The nearest existing ancestor of ``path`` (or itself) if it is not a folder, else None."""
+def _nearest_existing(path):
+    """``path`` itself if it exists, else its nearest existing ancestor (None if none)."""
     probe = path
     while not os.path.exists(probe):
         parent = os.path.dirname(probe)
         if parent == probe:
             return None
         probe = parent
-    return None if os.path.isdir(probe) else probe
+    return probe
+
+
+def _first_non_folder(path):
+    """The nearest existing ancestor of ``path`` (or itself) if it is not a folder, else None."""
+    probe = _nearest_existing(path)
+    return None if probe is None or os.path.isdir(probe) else probe
 
 
 def _writable_dir(path):
@@ -296,12 +302,9 @@ def _writable_dir(path):
     A folder without any write permission bit counts as read-only even for root, so that a
     data folder meant to be read-only (say, a shared copy) is not written into by accident.
     """
-    probe = path
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            return False
-        probe = parent
+    probe = _nearest_existing(path)
+    if probe is None:
+        return False
     if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
         return False
     if not os.stat(probe).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):

@@ -98,6 +98,21 @@ def predict_adapted(estimator, X):
                                modules=[module], chunk=PREDICT_CHUNK)
 
 
+def adapt_in_eval(net, Xs, ys, *args, **options):
+    """``net.module_.adapt_state(Xs, ys, *args, **options)`` in evaluation mode, on the
+    net's device; the adapted state is returned on the CPU (see :func:`state_to`)."""
+    module = net.module_
+    device = str(net.device)
+    was_training = module.training
+    module.eval()
+    try:
+        state = module.adapt_state(to_tensor(Xs).to(device), torch.as_tensor(ys).to(device),
+                                   *args, **options)
+        return state_to(state, "cpu")
+    finally:
+        module.train(was_training)
+
+
 def episodic_dry_run(net, X):
     """What the template dry-runs for an episodic module: its embedding, or its learner."""
     module = net.module
@@ -334,17 +349,8 @@ class FewShotClassifierMixin:
 
     # ----------------------------------------------------------------- adapt
     def _adapt_module(self, net, Xs, ys_enc, n_classes):
-        module = net.module_
-        device = str(net.device)
-        Xs = to_tensor(Xs).to(device)
-        ys = torch.as_tensor(ys_enc, dtype=torch.long, device=device)
-        was_training = module.training
-        module.eval()
-        try:
-            state = module.adapt_state(Xs, ys, n_classes, **self._adapt_options())
-            return state_to(state, "cpu")
-        finally:
-            module.train(was_training)
+        ys = torch.as_tensor(ys_enc, dtype=torch.long)
+        return adapt_in_eval(net, Xs, ys, n_classes, **self._adapt_options())
 
     def _adapt_options(self):
         """Keyword arguments for the module's ``adapt_state`` (read at adapt time)."""

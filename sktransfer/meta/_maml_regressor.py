@@ -7,16 +7,16 @@ import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
-from ..base import NeuralEstimatorMixin, parameter_constraints, to_tensor
+from ..base import NeuralEstimatorMixin, parameter_constraints
 from ._base import (
     META_PARAMETER_CONSTRAINTS,
     PREDICT_SUPPORT_TOTAL,
     EpisodicNet,
     TaskSource,
+    adapt_in_eval,
     episodic_dry_run,
     fit_episodes,
     predict_adapted,
-    state_to,
 )
 from ._episodes import Episode
 from ._maml import MAMLParamsMixin
@@ -277,17 +277,7 @@ class MAMLRegressor(MAMLParamsMixin, NeuralEstimatorMixin, RegressorMixin, BaseE
         return self
 
     def _adapt_std(self, net, Xs, ys_std):
-        module = net.module_
-        device = str(net.device)
-        was_training = module.training
-        module.eval()
-        try:
-            state = module.adapt_state(to_tensor(Xs).to(device),
-                                       torch.as_tensor(ys_std, device=device),
-                                       **self._adapt_options())
-            return state_to(state, "cpu")
-        finally:
-            module.train(was_training)
+        return adapt_in_eval(net, Xs, ys_std, **self._adapt_options())
 
     def predict(self, X):
         """Predictions for the task of the last adaptation (the training rows after ``fit``).

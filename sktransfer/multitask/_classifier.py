@@ -94,19 +94,10 @@ class MultiTaskClassifier(MultiTaskMixin, ClassifierMixin, BaseEstimator):
     batch_size : int, default=64
     callbacks : list of skorch callbacks or None, default=None
     train_split : None or skorch split, default=None
-    early_stopping : bool, default=False
-        Stop training when the validation loss stops improving, as in
-        scikit-learn's ``MLPClassifier``: ``validation_fraction`` of the rows
-        (the split of ``train_split`` instead, if one is given) are held out,
-        training stops once the validation loss has not improved by at least
-        ``tol`` for ``n_iter_no_change`` epochs, and the weights of the best
-        epoch are restored. The split is drawn from ``random_state``.
-    validation_fraction : float, default=0.1
-        Share of the rows held out by ``early_stopping``.
-    n_iter_no_change : int, default=10
-        Epochs without improvement before ``early_stopping`` stops.
-    tol : float, default=1e-4
-        Smallest decrease of the validation loss that counts as improvement.
+    early_stopping, validation_fraction, n_iter_no_change, tol
+        Default ``False, 0.1, 10, 1e-4``: early stopping as in scikit-learn's
+        ``MLPClassifier``;
+        see :class:`~sktransfer.base.NeuralEstimatorMixin`.
     device : {"cpu", "cuda", "auto"}, default="cpu"
     random_state : int, RandomState or None, default=None
     verbose : int, default=0

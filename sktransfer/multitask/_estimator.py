@@ -189,8 +189,8 @@ class MultiTaskMixin(NeuralEstimatorMixin):
 
     def _record(self, ctx, net, data, result):
         if ctx.new_model:
-            X, _, _, tasks, infos, multi_target = data
-            self._set_fitted(net, X, tasks, infos, multi_target)
+            _, _, _, tasks, infos, multi_target = data
+            self._set_fitted(net, tasks, infos, multi_target)
         return self
 
     def _check_same_classes(self, classes):
@@ -291,14 +291,13 @@ class MultiTaskMixin(NeuralEstimatorMixin):
             **self._net_kwargs(device),
         )
 
-    def _set_fitted(self, net, X, tasks, infos, multi_target):
+    def _set_fitted(self, net, tasks, infos, multi_target):
         self.net_ = net
         self.multi_target_ = multi_target
         self.tasks_ = np.asarray(tasks)
         self.n_tasks_ = len(tasks)
         self.task_types_ = [info["type"] for info in infos]
         self._task_info = infos
-        self.input_shape_ = tuple(X.shape[1:])
         self._set_output_attributes(infos)
 
     def _set_output_attributes(self, infos):
