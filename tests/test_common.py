@@ -74,8 +74,26 @@ EXPECTED_FAILED["ProgressiveNetworkClassifier"] = {
 }
 
 
+# Weighted rows and repeated rows give the same loss, but summed in another order:
+# in float32 the fitted models agree to about 2e-7 (tests/test_sample_weight.py checks
+# the equivalence to 1e-4), not to the check's relative tolerance of 1e-7.
+_FLOAT32_WEIGHTS = ("float32 sums: a weighted mean and the mean over repeated rows agree to "
+                    "about 2e-7, not the check's rtol of 1e-7 (see tests/test_sample_weight.py)")
+for _name in ("FineTunerRegressor", "MultiTaskClassifier", "MultiTaskRegressor",
+              "BaselineFewShotClassifier", "EWCContinualClassifier", "ContinualClassifier",
+              "ProgressiveNetworkClassifier"):
+    EXPECTED_FAILED.setdefault(_name, {})[
+        "check_sample_weight_equivalence_on_dense_data"] = _FLOAT32_WEIGHTS
+
+
 def _expected(estimator):
-    return EXPECTED_FAILED.get(type(estimator).__name__, {})
+    expected = dict(EXPECTED_FAILED.get(type(estimator).__name__, {}))
+    if type(estimator).__name__ == "FineTuner":
+        expected["check_sample_weight_equivalence_on_dense_data"] = (
+            _FLOAT32_WEIGHTS if estimator.strategy == "full" else
+            "the L-BFGS linear probe of 'lp_ft' stops at its tolerance, so weighted and "
+            "repeated rows reach heads that agree to about 1e-2")
+    return expected
 
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected)

@@ -1,8 +1,6 @@
 """What a new user of the multi-task estimators runs into, from the README and the docs."""
 
-import ast
 import re
-import textwrap
 import warnings
 from pathlib import Path
 
@@ -175,37 +173,7 @@ def test_grid_search_nan_warning_names_the_fixes(task_data, routing, scoring):
 
 
 # --------------------------------------------------- 4. the user guide runs as written
-def _literal_blocks(text):
-    """The ``::`` literal blocks of a reStructuredText page, in order."""
-    lines = text.split("\n")
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if not line.rstrip().endswith("::") or line.lstrip().startswith(".."):
-            i += 1
-            continue
-        indent = len(line) - len(line.lstrip())
-        j = i + 1
-        body = []
-        while j < len(lines) and (not lines[j].strip()
-                                  or len(lines[j]) - len(lines[j].lstrip()) > indent):
-            body.append(lines[j])
-            j += 1
-        if any(b.strip() for b in body):
-            yield i + 2, textwrap.dedent("\n".join(body))
-        i = j
-
-
-@pytest.mark.slow
-def test_user_guide_page_runs_top_to_bottom(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the page saves a weights file
-    page = DOCS / "user_guide" / "multitask.rst"
-    namespace = {}
-    blocks = list(_literal_blocks(page.read_text()))
-    assert len(blocks) > 10
-    for lineno, code in blocks:
-        exec(compile(ast.parse(code), f"{page.name}, block at line {lineno}", "exec"),
-             namespace)
+# tests/test_docs.py runs every page of the user guide top to bottom.
 
 
 # --------------------------------------- 8. probabilities of a regressor's class tasks

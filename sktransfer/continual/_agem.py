@@ -13,6 +13,7 @@ so that, to first order, the loss on the memory does not increase.
 import torch
 from torch.nn import functional as F
 
+from .._weights import weighted_mean
 from ._replay import ReservoirBuffer
 from ._strategies import _POSITIVE_INT, Plugin, Strategy
 
@@ -29,11 +30,15 @@ class _AGEMPlugin(Plugin):
         if not self.buffer.size:
             return
         n = self.sample_size or (net.batch_size if net.batch_size > 0 else 256)
-        Xm, ym, tm = self.buffer.sample(n)
+        Xm, ym, tm, wm = self.buffer.sample(n, return_weight=True)
         device = net.training_device()
         with torch.enable_grad():
             logits = net.module_(Xm.to(device), tm.to(device))
-            loss = F.cross_entropy(logits, ym.to(device))
+            if wm is None:
+                loss = F.cross_entropy(logits, ym.to(device))
+            else:
+                loss = weighted_mean(F.cross_entropy(logits, ym.to(device), reduction="none"),
+                                     wm)
             ref = torch.autograd.grad(loss, params, allow_unused=True)
         ref = [torch.zeros_like(p) if r is None else r for p, r in zip(params, ref)]
         dot = float(torch.stack([x.sum() for x in torch._foreach_mul(grads, ref)]).sum())
@@ -44,7 +49,7 @@ class _AGEMPlugin(Plugin):
                 self.n_projected += 1
 
     def after_task(self, net, task):
-        self.buffer.add(task.X, task.y, task.t)
+        self.buffer.add(task.X, task.y, task.t, task.w)
 
 
 class AGEM(Strategy):

@@ -23,6 +23,13 @@ from skorch.dataset import unpack_data
 from torch import nn
 
 from .._accelerate import AcceleratedNetMixin
+from .._weights import (
+    CLASS_WEIGHT_CONSTRAINT,
+    WeightedLossMixin,
+    check_sample_weight,
+    class_weight_table,
+    combine_weights,
+)
 from ..base import MASK_VALUE, AutocastMixin, NeuralEstimatorMixin, to_tensor, trunk_output_shape
 from ._strategies import Task
 
@@ -128,11 +135,12 @@ class ContinualModule(nn.Module):
         return self.heads_forward(self.features(X), task_ids)
 
 
-class ContinualNet(AutocastMixin, NeuralNet):
+class ContinualNet(WeightedLossMixin, AutocastMixin, NeuralNet):
     """skorch net whose training step runs the continual strategies' hooks.
 
     ``plugins`` is the list of strategy plugins; ``params`` the trainable
     parameters (refreshed by :meth:`refresh_params` when the network grows).
+    A batch may carry per-row weights (see :mod:`sktransfer._weights`).
     """
 
     plugins = ()
@@ -252,6 +260,8 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
 
     _scenario_fixed = None
 
+    _parameter_constraints = {"class_weight": CLASS_WEIGHT_CONSTRAINT}
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
@@ -306,7 +316,8 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
         return None
 
     # -------------------------------------------------------------- training
-    def partial_fit(self, X, y, classes=None, task_id=None, eval_tasks=None):
+    def partial_fit(self, X, y, classes=None, task_id=None, eval_tasks=None,
+                    sample_weight=None):
         """Learn one task (experience), then consolidate.
 
         Parameters
@@ -330,6 +341,8 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
             matrix ``R`` that :meth:`fit` with ``eval_tasks`` gives. In the
             ``"task"`` scenario, a test set whose task has no head yet scores
             NaN.
+        sample_weight : array-like of shape (n_samples,) or None
+            Weight of each sample in the loss (see :meth:`fit`).
 
         Returns
         -------
@@ -345,9 +358,9 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
         memories, masks) and every attribute as they were before the call.
         """
         return self._run("partial_fit", X, y, classes=classes, task_id=task_id,
-                         eval_tasks=eval_tasks)
+                         eval_tasks=eval_tasks, sample_weight=sample_weight)
 
-    def fit(self, X, y, task_ids=None, eval_tasks=None):
+    def fit(self, X, y, task_ids=None, eval_tasks=None, sample_weight=None):
         """Reset, then learn the tasks one after another.
 
         Parameters
@@ -365,18 +378,27 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
             :func:`sktransfer.metrics.average_accuracy`). In the ``"task"``
             scenario a task not learned yet has no head, and its entries
             (``j > i``) are NaN.
+        sample_weight : array-like of shape (n_samples,) or None
+            Weight of each sample in the loss, multiplied by ``class_weight``:
+            each mini-batch's loss is the weighted mean of its rows' losses.
+            The weights stay with their samples in a replay memory (and in
+            joint training); the penalties' importance estimates (EWC's
+            Fisher, SI, LwF's distillation) are unweighted.
 
         Returns
         -------
         self
         """
-        return self._run("fit", X, y, task_ids=task_ids, eval_tasks=eval_tasks)
+        return self._run("fit", X, y, task_ids=task_ids, eval_tasks=eval_tasks,
+                         sample_weight=sample_weight)
 
     # --------------------------------------------------------- template hooks
-    def _encode(self, ctx, X, y, task_ids=None, eval_tasks=None, classes=None, task_id=None):
-        """The experiences of this call: a list of (X, y, task_id), all validated."""
+    def _encode(self, ctx, X, y, task_ids=None, eval_tasks=None, classes=None, task_id=None,
+                sample_weight=None):
+        """The experiences of this call: a list of (X, y, task_id, weights), all validated."""
         X = self._validate_X(X, reset=ctx.new_model)
         y = self._check_y(y, X.shape[0])
+        sample_weight = check_sample_weight(sample_weight, X.shape[0])
         data = {"X": X}
         if ctx.name == "fit":
             if task_ids is None:
@@ -389,8 +411,10 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
             order = task_ids[np.sort(first_pos)]
             eval_tasks = _check_eval_tasks(eval_tasks, len(order), "there are {n} tasks")
             classes = np.unique(y)
+            weights = self._row_weights(sample_weight, y, classes, partial=False)
             experiences = [(X[task_ids == tid], y[task_ids == tid],
-                            tid.item() if isinstance(tid, np.generic) else tid)
+                            tid.item() if isinstance(tid, np.generic) else tid,
+                            None if weights is None else weights[task_ids == tid])
                            for tid in order]
             data.update(order=order, eval_tasks=eval_tasks)
         else:
@@ -405,7 +429,8 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
                         f"the first call to partial_fit {self.classes_.tolist()[:20]}")
             else:
                 classes = self.classes_
-            experiences = [(X, y, self._check_task_id(task_id, ctx.new_model))]
+            weights = self._row_weights(sample_weight, y, classes, partial=True)
+            experiences = [(X, y, self._check_task_id(task_id, ctx.new_model), weights)]
             previous = None if ctx.new_model else getattr(self, "accuracy_matrix_", None)
             eval_tasks = _check_eval_tasks(
                 eval_tasks, None if previous is None else previous.shape[1],
@@ -421,6 +446,16 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
         if ctx.new_model:
             data.update(scenario=self._get_scenario(), strategies=self._get_strategies())
         return data
+
+    def _row_weights(self, sample_weight, y, classes, partial):
+        """Each row's weight in the loss (``sample_weight`` times ``class_weight``), or None."""
+        unknown = np.setdiff1d(y, classes)
+        if len(unknown):
+            return sample_weight  # reported with the labels, below
+        table = class_weight_table(getattr(self, "class_weight", None),
+                                   np.searchsorted(classes, y), classes, partial=partial)
+        return combine_weights(sample_weight,
+                               None if table is None else table[np.searchsorted(classes, y)])
 
     def _check_task_id(self, task_id, first):
         if task_id is not None and not self._is_scalar(task_id):
@@ -470,10 +505,10 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
         self.net_ = net
         eval_tasks = data.get("eval_tasks")
         rows = []
-        for i, (X, y, task_id) in enumerate(data["experiences"]):
+        for i, (X, y, task_id, weights) in enumerate(data["experiences"]):
             if i:
                 self._start_unit(ctx)
-            self._learn_experience(X, y, task_id)
+            self._learn_experience(X, y, task_id, weights)
             if eval_tasks is not None:
                 rows.append(self._accuracy_row(eval_tasks))
         return np.array(rows) if rows else None
@@ -494,7 +529,7 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
             self.accuracy_matrix_ = rows if previous is None else np.vstack([previous, rows])
         return self
 
-    def _learn_experience(self, X, y, task_id):
+    def _learn_experience(self, X, y, task_id, weights=None):
         """Add the task (or continue it) and train on it (inside the seeded call)."""
         y_enc = self._encode_y(y)
         if task_id is None:
@@ -509,13 +544,13 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
         else:
             self.task_classes_ = list(self.task_classes_)
             self.task_classes_[k] = np.union1d(self.task_classes_[k], y)
-        self._learn_task(X, y_enc, k)
+        self._learn_task(X, y_enc, k, weights)
         self.n_tasks_ = len(self.tasks_)
 
     def _inputs(self, X, t):
         return {"X": X, "task_ids": t}
 
-    def _learn_task(self, X, y_enc, k):
+    def _learn_task(self, X, y_enc, k, weights=None):
         net = self.net_
         class_mask = np.zeros(len(self.classes_), dtype=bool)
         class_mask[np.unique(y_enc)] = True
@@ -523,16 +558,16 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
         if not net.initialized_:
             net.initialize()  # after the first task's head exists: it has parameters
         net.refresh_params()
-        Xt = to_tensor(X)
-        yt = torch.as_tensor(y_enc)
-        tt = torch.full((X.shape[0],), k, dtype=torch.long)
-        task = Task(k, Xt, yt, tt)
+        task = Task(k, to_tensor(X), torch.as_tensor(y_enc),
+                    torch.full((X.shape[0],), k, dtype=torch.long),
+                    None if weights is None else torch.as_tensor(weights))
+        train = task
         for plugin in net.plugins:
-            Xt, yt, tt = plugin.training_data(Xt, yt, tt)
+            train = plugin.training_data(train)
         for plugin in net.plugins:
             plugin.before_task(net, task)
         net.initialize_optimizer()
-        net.partial_fit(self._inputs(Xt, tt), yt)
+        net.partial_fit(train.inputs(), train.y)
         for plugin in net.plugins:
             plugin.after_task(net, task)
         self.n_experiences_ += 1

@@ -82,6 +82,12 @@ class ContinualClassifier(BaseContinualClassifier):
         ``"task"``: one head per task, ``task_ids`` needed at prediction.
         ``"domain"``: one head over every class. ``"class"``: one head, the
         classes not seen yet are masked out.
+    class_weight : None, "balanced" or dict, default=None
+        Weights of the classes in the loss (multiplied with ``sample_weight``):
+        ``"balanced"`` weighs each class by ``n_samples / (n_classes *
+        count)`` over the labels given to ``fit`` (as scikit-learn's
+        ``compute_class_weight``); a dict from label to weight (labels not in
+        it weigh 1). ``partial_fit`` takes a dict only.
     module : None, nn.Module class, factory or instance, default=None
         The trunk (default: an MLP with ``hidden_layer_sizes``, or Conv4 for
         images); a linear head is put on top.
@@ -136,6 +142,7 @@ class ContinualClassifier(BaseContinualClassifier):
         self,
         strategy="naive",
         scenario="class",
+        class_weight=None,
         module=None,
         hidden_layer_sizes=(100,),
         optimizer=torch.optim.Adam,
@@ -157,6 +164,7 @@ class ContinualClassifier(BaseContinualClassifier):
     ):
         self.strategy = strategy
         self.scenario = scenario
+        self.class_weight = class_weight
         self.module = module
         self.hidden_layer_sizes = hidden_layer_sizes
         self.optimizer = optimizer

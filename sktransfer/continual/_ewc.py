@@ -211,6 +211,12 @@ class EWCContinualClassifier(BaseContinualClassifier):
         ``"task"``: one head per task, ``task_ids`` needed at prediction.
         ``"domain"``: one head over every class. ``"class"``: one head, the
         classes not seen yet are masked out.
+    class_weight : None, "balanced" or dict, default=None
+        Weights of the classes in the loss (multiplied with ``sample_weight``):
+        ``"balanced"`` weighs each class by ``n_samples / (n_classes *
+        count)`` over the labels given to ``fit`` (as scikit-learn's
+        ``compute_class_weight``); a dict from label to weight (labels not in
+        it weigh 1). ``partial_fit`` takes a dict only.
     module : None, nn.Module class, factory or instance, default=None
         The trunk (default: an MLP with ``hidden_layer_sizes``, or Conv4 for
         images); a linear head is put on top.
@@ -276,6 +282,7 @@ class EWCContinualClassifier(BaseContinualClassifier):
         fisher_n_samples=None,
         memory_size=0,
         scenario="class",
+        class_weight=None,
         module=None,
         hidden_layer_sizes=(100,),
         optimizer=torch.optim.Adam,
@@ -301,6 +308,7 @@ class EWCContinualClassifier(BaseContinualClassifier):
         self.fisher_n_samples = fisher_n_samples
         self.memory_size = memory_size
         self.scenario = scenario
+        self.class_weight = class_weight
         self.module = module
         self.hidden_layer_sizes = hidden_layer_sizes
         self.optimizer = optimizer

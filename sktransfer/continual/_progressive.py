@@ -120,6 +120,12 @@ class ProgressiveNetworkClassifier(BaseContinualClassifier):
 
     Parameters
     ----------
+    class_weight : None, "balanced" or dict, default=None
+        Weights of the classes in the loss (multiplied with ``sample_weight``):
+        ``"balanced"`` weighs each class by ``n_samples / (n_classes *
+        count)`` over the labels given to ``fit`` (as scikit-learn's
+        ``compute_class_weight``); a dict from label to weight (labels not in
+        it weigh 1). ``partial_fit`` takes a dict only.
     hidden_layer_sizes : tuple of int, default=(100,)
         Hidden widths of each column.
     optimizer : torch optimizer class, default=torch.optim.Adam
@@ -168,6 +174,7 @@ class ProgressiveNetworkClassifier(BaseContinualClassifier):
 
     def __init__(
         self,
+        class_weight=None,
         hidden_layer_sizes=(100,),
         optimizer=torch.optim.Adam,
         lr=1e-3,
@@ -185,6 +192,7 @@ class ProgressiveNetworkClassifier(BaseContinualClassifier):
         net_params=None,
         precision="fp32",
     ):
+        self.class_weight = class_weight
         self.hidden_layer_sizes = hidden_layer_sizes
         self.optimizer = optimizer
         self.lr = lr

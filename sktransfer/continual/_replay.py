@@ -10,7 +10,8 @@ the mean cross-entropy over current and remembered samples together.
 import numpy as np
 import torch
 
-from ._strategies import _POSITIVE_INT, Plugin, Strategy
+from .._weights import SAMPLE_WEIGHT
+from ._strategies import _POSITIVE_INT, Plugin, Strategy, concat_weights
 
 __all__ = ["ReservoirBuffer", "Replay"]
 
@@ -45,11 +46,15 @@ class ReservoirBuffer:
         self.n_seen = 0
         self.size = 0
         self.X = self.y = self.t = None
+        #: the samples' weights, None until weighted samples are added
+        self.w = None
 
-    def add(self, X, y, t):
+    def add(self, X, y, t, w=None):
         """Offer samples in order; each is kept with probability capacity / n_seen.
 
-        Draws use the global torch generator (seeded by the estimators).
+        ``w`` (optional) holds the samples' weights in the loss; samples added
+        without weights weigh 1. Draws use the global torch generator (seeded
+        by the estimators).
         """
         m = X.shape[0]
         if m == 0 or self.capacity == 0:
@@ -58,10 +63,16 @@ class ReservoirBuffer:
             self.X = X.new_zeros((self.capacity,) + tuple(X.shape[1:]))
             self.y = y.new_zeros((self.capacity,))
             self.t = t.new_zeros((self.capacity,))
+        if w is not None and self.w is None:
+            self.w = w.new_ones((self.capacity,))
+        if self.w is not None and w is None:
+            w = self.w.new_ones((m,))
         free = min(self.capacity - self.size, m)
         if free:
             sl = slice(self.size, self.size + free)
             self.X[sl], self.y[sl], self.t[sl] = X[:free], y[:free], t[:free]
+            if w is not None:
+                self.w[sl] = w[:free]
             self.size += free
         if free < m:
             # sample i (0-based position n in the stream) replaces slot j ~ U{0..n}
@@ -75,17 +86,29 @@ class ReservoirBuffer:
                 src = torch.as_tensor(free + keep[::-1][rev_first])
                 dst = torch.as_tensor(rev_slots)
                 self.X[dst], self.y[dst], self.t[dst] = X[src], y[src], t[src]
+                if w is not None:
+                    self.w[dst] = w[src]
         self.n_seen += m
 
-    def sample(self, n):
-        """``n`` samples drawn uniformly with replacement: (X, y, t)."""
+    def sample(self, n, return_weight=False):
+        """``n`` samples drawn uniformly with replacement: (X, y, t).
+
+        With ``return_weight``: (X, y, t, w), ``w`` None when the buffer holds
+        no weights.
+        """
         idx = torch.randint(self.size, (int(n),))
+        if return_weight:
+            return (self.X[idx], self.y[idx], self.t[idx],
+                    None if self.w is None else self.w[idx])
         return self.X[idx], self.y[idx], self.t[idx]
 
 
-def _concat(X, y, Xm, ym, tm):
+def _concat(X, y, Xm, ym, tm, wm):
     Xc = {"X": torch.cat([X["X"], Xm.to(X["X"].device)]),
           "task_ids": torch.cat([X["task_ids"], tm.to(X["task_ids"].device)])}
+    w = concat_weights([(len(y), X.get(SAMPLE_WEIGHT)), (len(ym), wm)])
+    if w is not None:
+        Xc[SAMPLE_WEIGHT] = w
     return Xc, torch.cat([y, ym.to(y.device)])
 
 
@@ -98,11 +121,10 @@ class _ReplayPlugin(Plugin):
         if not self.buffer.size:
             return X, y
         n = self.replay_batch_size or len(y)
-        Xm, ym, tm = self.buffer.sample(n)
-        return _concat(X, y, Xm, ym, tm)
+        return _concat(X, y, *self.buffer.sample(n, return_weight=True))
 
     def after_task(self, net, task):
-        self.buffer.add(task.X, task.y, task.t)
+        self.buffer.add(task.X, task.y, task.t, task.w)
 
 
 class Replay(Strategy):
@@ -113,7 +135,9 @@ class Replay(Strategy):
     the batch when ``None``), and the loss is the mean over both. After each
     task its samples are offered to the reservoir, which keeps a uniform
     sample of everything seen. In the task scenario remembered samples keep
-    their task and are answered by their own head.
+    their task and are answered by their own head. With weighted data
+    (``sample_weight``, ``class_weight``) remembered samples keep their
+    weights.
 
     Parameters
     ----------

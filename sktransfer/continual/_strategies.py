@@ -10,13 +10,15 @@ plus replay): the estimator calls each hook on every plugin in order.
 
 Hooks, in the order they run:
 
-``training_data(X, y, t)``
-    Before a task: the data the network trains on (joint training returns
-    every task seen so far).
+``training_data(task)``
+    Before a task: the :class:`Task` the network trains on (joint training
+    returns every task seen so far).
 ``before_task(net, task)``
     Before training on a task (LwF keeps a frozen copy of the network).
 ``augment_batch(net, X, y)``
     Every step: extra rows for the mini-batch (replay adds memory samples).
+    ``X`` is the batch dict (``"X"``, ``"task_ids"`` and, for weighted data,
+    ``"sample_weight"``); rows added to a weighted batch need weights too.
 ``extra_loss(net, X, y_pred, y)``
     Every step: a term added to the loss (LwF's distillation), or None.
 ``record_gradients(net, params, grads)``
@@ -58,27 +60,51 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval
 
+from .._weights import SAMPLE_WEIGHT
+
 __all__ = ["Strategy", "Naive", "JointTraining"]
 
 
 class Task:
-    """One task (experience) as tensors: inputs, encoded labels, task indices."""
+    """One task (experience) as tensors: inputs, encoded labels, task indices and
+    the rows' weights in the loss (``w``; None when every row weighs the same)."""
 
-    def __init__(self, index, X, y, t):
+    def __init__(self, index, X, y, t, w=None):
         self.index = index
         self.X = X
         self.y = y
         self.t = t
+        self.w = w
 
     def __len__(self):
         return self.X.shape[0]
+
+    def inputs(self):
+        """The batch dict the network trains on."""
+        inputs = {"X": self.X, "task_ids": self.t}
+        if self.w is not None:
+            inputs[SAMPLE_WEIGHT] = self.w
+        return inputs
+
+    def tensors(self):
+        """The task's tensors (weights included when there are any)."""
+        return [a for a in (self.X, self.y, self.t, self.w) if a is not None]
+
+
+def concat_weights(parts):
+    """The weights of rows concatenated from ``parts`` (``(n_rows, w or None)`` pairs):
+    None if no part has weights, else the parts' weights with 1 for the unweighted."""
+    if all(w is None for _, w in parts):
+        return None
+    ref = next(w for _, w in parts if w is not None)
+    return torch.cat([ref.new_ones(n) if w is None else w.to(ref.device) for n, w in parts])
 
 
 class Plugin:
     """The stateful side of a strategy; every hook is a no-op by default."""
 
-    def training_data(self, X, y, t):
-        return X, y, t
+    def training_data(self, task):
+        return task
 
     def before_task(self, net, task):
         pass
@@ -171,13 +197,17 @@ class _JointPlugin(Plugin):
     def __init__(self):
         self.data = []
 
-    def training_data(self, X, y, t):
-        self.data.append((X, y, t))
-        return tuple(torch.cat(parts) for parts in zip(*self.data))
+    def training_data(self, task):
+        self.data.append(task)
+        if len(self.data) == 1:
+            return task
+        return Task(task.index, torch.cat([d.X for d in self.data]),
+                    torch.cat([d.y for d in self.data]), torch.cat([d.t for d in self.data]),
+                    concat_weights([(len(d), d.w) for d in self.data]))
 
     def rollback_shared(self):
         # every task's tensors, kept whole and never written to
-        return [tensor for task in self.data for tensor in task]
+        return [tensor for task in self.data for tensor in task.tensors()]
 
 
 class JointTraining(Strategy):

@@ -9,6 +9,14 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from skorch import NeuralNet
 from torch import nn
 
+from .._weights import (
+    CLASS_WEIGHT_CONSTRAINT,
+    SAMPLE_WEIGHT,
+    WeightedLossMixin,
+    check_sample_weight,
+    class_weight_table,
+    combine_weights,
+)
 from ..base import NeuralEstimatorMixin, parameter_constraints
 from ._base import (
     META_PARAMETER_CONSTRAINTS,
@@ -86,7 +94,11 @@ class BaselineModule(nn.Module):
         return head_logits(self.kind, state, self.embed(X))
 
 
-@parameter_constraints(**META_PARAMETER_CONSTRAINTS)
+class _BaselineNet(WeightedLossMixin, NeuralNet):
+    """skorch's net with per-row weights in the batch (see :mod:`sktransfer._weights`)."""
+
+
+@parameter_constraints(**META_PARAMETER_CONSTRAINTS, class_weight=CLASS_WEIGHT_CONSTRAINT)
 class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, ClassifierMixin,
                                 BaseEstimator):
     """Baseline (linear head) and Baseline++ (cosine head) for few-shot classification.
@@ -108,6 +120,11 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
         Steps of training the new head in :meth:`adapt`.
     adapt_lr : float, default=0.01
         Learning rate of the new head.
+    class_weight : None, "balanced" or dict, default=None
+        Weights of the base classes in the loss of ``fit`` (multiplied with
+        ``sample_weight``): ``"balanced"`` weighs each class by ``n_samples
+        / (n_classes * count)`` (as scikit-learn's ``compute_class_weight``);
+        a dict from label to weight (labels not in it weigh 1).
     module : None, nn.Module class, factory or instance, default=None
         The trunk: an MLP with ``hidden_layer_sizes`` for 2-D X,
         :class:`~sktransfer.modules.Conv4` for images.
@@ -152,6 +169,7 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
         head="linear",
         adapt_steps=100,
         adapt_lr=0.01,
+        class_weight=None,
         module=None,
         hidden_layer_sizes=(64,),
         optimizer=torch.optim.Adam,
@@ -172,6 +190,7 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
         self.head = head
         self.adapt_steps = adapt_steps
         self.adapt_lr = adapt_lr
+        self.class_weight = class_weight
         self.module = module
         self.hidden_layer_sizes = hidden_layer_sizes
         self.optimizer = optimizer
@@ -192,7 +211,7 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
     def _adapt_options(self):
         return {"steps": int(self.adapt_steps), "lr": float(self.adapt_lr)}
 
-    def fit(self, X, y, groups=None):
+    def fit(self, X, y, groups=None, sample_weight=None):
         """Train the trunk and a head over all classes of ``y`` (ordinary training).
 
         Parameters
@@ -201,15 +220,19 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
         y : array-like of shape (n_samples,)
         groups : ignored
             Accepted for the same signature as the episodic estimators.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sample in the loss (multiplied by ``class_weight``):
+            each mini-batch's loss is the weighted mean of its rows' losses.
+            ``adapt`` is unweighted.
 
         Returns
         -------
         self
         """
-        return self._run("fit", X, y, groups=groups)
+        return self._run("fit", X, y, groups=groups, sample_weight=sample_weight)
 
     # --------------------------------------------------------- template hooks
-    def _encode(self, ctx, X, y, groups=None):
+    def _encode(self, ctx, X, y, groups=None, sample_weight=None):
         if ctx.name == "adapt":
             return super()._encode(ctx, X, y)
         self._check_params()
@@ -219,19 +242,25 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
         if len(classes) < 2:
             raise ValueError(f"{type(self).__name__} needs at least 2 classes; y has "
                              f"{len(classes)} class")
-        return {"X": X, "y_enc": y_enc, "classes": classes}
+        table = class_weight_table(getattr(self, "class_weight", None), y_enc, classes)
+        weights = combine_weights(check_sample_weight(sample_weight, X.shape[0]),
+                                  None if table is None else table[y_enc])
+        return {"X": X, "y_enc": y_enc, "classes": classes, "weights": weights}
 
     def _build(self, ctx, data):
         X = data["X"]
         trunk = self._make_trunk(X.shape[1:], ctx.hidden_layer_sizes)
         module = BaselineModule(trunk, trunk_width(trunk, X.shape[1:]), len(data["classes"]),
                                 self.head)
-        return NeuralNet(module, criterion=nn.CrossEntropyLoss, **self._net_kwargs(ctx.device))
+        return _BaselineNet(module, criterion=nn.CrossEntropyLoss,
+                            **self._net_kwargs(ctx.device))
 
     def _train(self, ctx, net, data):
         if ctx.name == "adapt":
             return super()._train(ctx, net, data)
-        net.fit(torch.tensor(data["X"]), torch.as_tensor(data["y_enc"]))
+        X, w = torch.tensor(data["X"]), data["weights"]
+        net.fit(X if w is None else {"X": X, SAMPLE_WEIGHT: torch.as_tensor(w)},
+                torch.as_tensor(data["y_enc"]))
         return state_to(net.module_.head_state(), "cpu")
 
     def _record(self, ctx, net, data, state):

@@ -5,13 +5,14 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import accuracy_score
 
+from .._weights import CLASS_WEIGHT_CONSTRAINT
 from ..base import parameter_constraints
 from ._estimator import MultiTaskMixin
 
 __all__ = ["MultiTaskClassifier"]
 
 
-@parameter_constraints()
+@parameter_constraints(class_weight=[*CLASS_WEIGHT_CONSTRAINT, list, tuple])
 class MultiTaskClassifier(MultiTaskMixin, ClassifierMixin, BaseEstimator):
     """Learn several classification tasks with one network.
 
@@ -82,6 +83,17 @@ class MultiTaskClassifier(MultiTaskMixin, ClassifierMixin, BaseEstimator):
         has no ``predict_proba`` entry, and is scored by R^2.
         :class:`MultiTaskRegressor` with the same ``task_types`` is the same
         model (with the regressor's ``score`` and scikit-learn role).
+    class_weight : None, "balanced", dict or list, default=None
+        Weights of the classes in the loss, multiplied with ``sample_weight``
+        of ``fit``: ``"balanced"`` weighs each class of each classification
+        task by ``n_rows / (n_classes * count)`` over that task's labelled
+        rows (as scikit-learn's ``compute_class_weight``); a dict from label
+        to weight (labels not in it weigh 1) for a model with one
+        classification task; for several tasks, a dict from task to
+        ``"balanced"`` or to such a dict (tasks not in it are unweighted), or
+        a list aligned with ``tasks_``. ``partial_fit`` takes dicts only
+        (``"balanced"`` needs the whole target). Regression tasks have no
+        class weights.
     module : None, nn.Module class, factory or instance, default=None
         The shared trunk. ``None`` uses an :class:`~sktransfer.modules.MLP`
         with ``hidden_layer_sizes`` for 2-D ``X`` and a
@@ -159,6 +171,7 @@ class MultiTaskClassifier(MultiTaskMixin, ClassifierMixin, BaseEstimator):
         task_column=None,
         missing_label=None,
         task_types=None,
+        class_weight=None,
         module=None,
         hidden_layer_sizes=(100,),
         optimizer=torch.optim.Adam,
@@ -184,6 +197,7 @@ class MultiTaskClassifier(MultiTaskMixin, ClassifierMixin, BaseEstimator):
         self.task_column = task_column
         self.missing_label = missing_label
         self.task_types = task_types
+        self.class_weight = class_weight
         self.module = module
         self.hidden_layer_sizes = hidden_layer_sizes
         self.optimizer = optimizer

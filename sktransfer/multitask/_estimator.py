@@ -12,6 +12,7 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from .._weights import SAMPLE_WEIGHT, check_sample_weight, class_weight_table, combine_weights
 from ..base import COMMON_PARAMETER_CONSTRAINTS, NeuralEstimatorMixin, to_tensor
 from ._architectures import ARCHITECTURES, Architecture, build_architecture
 from ._net import AcceleratedMultiTaskNet, MultiTaskLoss, MultiTaskModule, MultiTaskNet
@@ -103,12 +104,16 @@ class MultiTaskMixin(NeuralEstimatorMixin):
                              f"fitted tasks {self.tasks_.tolist()[:10]}") from exc
 
     @staticmethod
-    def _inputs(X, t):
-        X = to_tensor(X)
-        return {"X": X} if t is None else {"X": X, "task_ids": torch.as_tensor(t)}
+    def _inputs(X, t, sample_weight=None):
+        inputs = {"X": to_tensor(X)}
+        if t is not None:
+            inputs["task_ids"] = torch.as_tensor(t)
+        if sample_weight is not None:
+            inputs[SAMPLE_WEIGHT] = torch.as_tensor(sample_weight)
+        return inputs
 
     # -------------------------------------------------------------------- fit
-    def fit(self, X, y=None, task_ids=None):
+    def fit(self, X, y=None, task_ids=None, sample_weight=None):
         """Fit the network on all tasks.
 
         Parameters
@@ -122,14 +127,19 @@ class MultiTaskMixin(NeuralEstimatorMixin):
             ``DataConversionWarning``.
         task_ids : array-like of shape (n_samples,), default=None
             The task of each row (1-D ``y`` only): one entry per row.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each row in the loss (of every task of the row, for a
+            2-D ``Y``): each task's loss is the weighted mean over its
+            labelled rows in the batch. Multiplied by ``class_weight`` where
+            the estimator has one. ``None``: every row weighs 1.
 
         Returns
         -------
         self
         """
-        return self._run("fit", X, y, task_ids=task_ids)
+        return self._run("fit", X, y, task_ids=task_ids, sample_weight=sample_weight)
 
-    def partial_fit(self, X, y=None, task_ids=None, classes=None):
+    def partial_fit(self, X, y=None, task_ids=None, classes=None, sample_weight=None):
         """Train one epoch on this data, starting from the current weights.
 
         The first call builds the network; it fixes the tasks (the task ids
@@ -150,24 +160,55 @@ class MultiTaskMixin(NeuralEstimatorMixin):
             task, a dict from task to labels, or a list aligned with the
             sorted tasks (the columns of a 2-D ``Y``). Required on the first
             call when there is a classification task; ignored later.
+        sample_weight : array-like of shape (n_samples,), default=None
+            As in :meth:`fit`.
 
         Returns
         -------
         self
         """
-        return self._run("partial_fit", X, y, task_ids=task_ids, classes=classes)
+        return self._run("partial_fit", X, y, task_ids=task_ids, classes=classes,
+                         sample_weight=sample_weight)
 
     # --------------------------------------------------------- template hooks
-    def _encode(self, ctx, X, y, task_ids=None, classes=None):
+    def _encode(self, ctx, X, y, task_ids=None, classes=None, sample_weight=None):
         if ctx.new_model:
             first_partial = ctx.name == "partial_fit"
-            return self._prepare(X, y, task_ids, reset=True, classes=classes,
-                                 first_partial=first_partial)
-        self._check_same_classes(classes)
-        return self._prepare(X, y, task_ids, reset=False)
+            data = self._prepare(X, y, task_ids, reset=True, classes=classes,
+                                 first_partial=first_partial, sample_weight=sample_weight)
+        else:
+            self._check_same_classes(classes)
+            data = self._prepare(X, y, task_ids, reset=False, sample_weight=sample_weight)
+        X, t_enc, y_enc, tasks, infos, multi_target, sw = data
+        weights = self._row_weights(sw, y_enc, t_enc, tasks, infos,
+                                    partial=ctx.name == "partial_fit")
+        return X, t_enc, y_enc, tasks, infos, multi_target, weights
+
+    def _row_weights(self, sw, y_enc, t_enc, tasks, infos, partial):
+        """Each row's weight in the loss, (n,) or (n, T) for a 2-D ``Y``; None if uniform.
+
+        ``sw`` is the validated ``sample_weight`` (see :func:`check_sample_weight`).
+        """
+        tables = _class_weight_tables(getattr(self, "class_weight", None), y_enc, t_enc,
+                                      tasks, infos, partial)
+        if tables is None:
+            return sw
+        cw = np.ones(y_enc.shape, dtype=np.float32)
+        for k, table in enumerate(tables):
+            if table is None:
+                continue
+            if t_enc is None:
+                col = y_enc[:, k]
+                labelled = col >= 0  # False for NaN (missing) too
+                cw[:, k] = np.where(labelled, table[np.where(labelled, col, 0).astype(np.int64)],
+                                    1.0)
+            else:
+                rows = t_enc == k
+                cw[rows] = table[y_enc[rows].astype(np.int64)]
+        return combine_weights(sw, cw)
 
     def _build(self, ctx, data):
-        X, _, _, tasks, infos, _ = data
+        X, _, _, tasks, infos, *_ = data
         net = self._build_net(X, tasks, infos, ctx.device, ctx.hidden_layer_sizes)
         if ctx.name == "partial_fit":
             net.initialize()
@@ -180,8 +221,8 @@ class MultiTaskMixin(NeuralEstimatorMixin):
         return (lambda xb: module(xb, t)), X[:2]
 
     def _train(self, ctx, net, data):
-        X, t_enc, y_enc, *_ = data
-        inputs, target = self._inputs(X, t_enc), torch.as_tensor(y_enc)
+        X, t_enc, y_enc, *_, weights = data
+        inputs, target = self._inputs(X, t_enc, weights), torch.as_tensor(y_enc)
         if ctx.name == "fit":
             net.fit(inputs, target)
         else:
@@ -189,7 +230,7 @@ class MultiTaskMixin(NeuralEstimatorMixin):
 
     def _record(self, ctx, net, data, result):
         if ctx.new_model:
-            _, _, _, tasks, infos, multi_target = data
+            _, _, _, tasks, infos, multi_target, _ = data
             self._set_fitted(net, tasks, infos, multi_target)
         return self
 
@@ -207,8 +248,13 @@ class MultiTaskMixin(NeuralEstimatorMixin):
                     f"classes of task {name!r} differ from the first call to partial_fit: "
                     f"{b['classes'].tolist()[:10]} vs {a.tolist()[:10]}")
 
-    def _prepare(self, X, y, task_ids, reset, classes=None, first_partial=False):
-        """Validate and encode; with ``reset=False`` against the fitted tasks and labels."""
+    def _prepare(self, X, y, task_ids, reset, classes=None, first_partial=False,
+                 sample_weight=None):
+        """Validate and encode; with ``reset=False`` against the fitted tasks and labels.
+
+        Returns ``(X, t_enc, y_enc, tasks, infos, multi_target, sample_weight)``,
+        the last validated (None when uniform).
+        """
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
@@ -216,6 +262,7 @@ class MultiTaskMixin(NeuralEstimatorMixin):
         X, task_ids = self._split_task_column(X, task_ids)
         X = self._validate_X(X, reset=reset)
         n = X.shape[0]
+        sample_weight = check_sample_weight(sample_weight, n)
         y_arr = y if hasattr(y, "columns") else np.asarray(y)
         if getattr(y_arr, "ndim", 1) == 2 and y_arr.shape[1] == 1 and (
                 reset or not self.multi_target_):
@@ -245,7 +292,8 @@ class MultiTaskMixin(NeuralEstimatorMixin):
                 template = classes_template(classes, names, types)
             y_enc, tasks, infos = encode_multi_target(
                 y_arr, self.missing_label, self.task_types, self._default_task_type,
-                template=template, allow_empty=template is not None)
+                template=template, allow_empty=template is not None,
+                sample_weight=sample_weight)
             t_enc = None
         else:
             if first_partial:
@@ -258,8 +306,8 @@ class MultiTaskMixin(NeuralEstimatorMixin):
                 template = classes_template(classes, tasks, types)
             y_enc, t_enc, tasks, infos = encode_task_format(
                 y_arr, task_ids, n, self.task_types, self._default_task_type,
-                tasks=tasks, template=template)
-        return X, t_enc, y_enc, tasks, infos, multi_target
+                tasks=tasks, template=template, sample_weight=sample_weight)
+        return X, t_enc, y_enc, tasks, infos, multi_target, sample_weight
 
     def _build_net(self, X, tasks, infos, device, sizes):
         """The skorch net for these tasks (call inside the seeded torch context)."""
@@ -429,6 +477,59 @@ class MultiTaskMixin(NeuralEstimatorMixin):
         with self._torch_context(device=str(self.net_.device)):
             logits = self.net_.forward(self._inputs(X, t), training=False)
         return logits.float().numpy(), t
+
+
+def _class_weight_tables(class_weight, y_enc, t_enc, tasks, infos, partial):
+    """Per task, the weight of each class index (None: a regression task or no weights).
+
+    ``class_weight`` is None, ``"balanced"`` (every classification task
+    balanced on its own rows), one dict from label to weight (a model with one
+    classification task), a dict from task to ``"balanced"`` / a dict / None,
+    or a list of those aligned with the tasks.
+    """
+    if class_weight is None:
+        return None
+    tasks = np.asarray(tasks).tolist()
+    classification = [k for k, info in enumerate(infos) if info["type"] == "classification"]
+    if isinstance(class_weight, (list, tuple)):
+        if len(class_weight) != len(tasks):
+            raise ValueError(f"class_weight is a list of {len(class_weight)} entries, but the "
+                             f"model has {len(tasks)} tasks {tasks[:10]}: give one entry "
+                             f"(None, 'balanced' or a dict) per task")
+        per_task = list(class_weight)
+    elif isinstance(class_weight, dict) and class_weight and all(
+            v is None or isinstance(v, (str, dict)) for v in class_weight.values()):
+        unknown = [key for key in class_weight if key not in tasks]
+        if unknown:
+            raise ValueError(f"class_weight names tasks {unknown[:10]} that the model does not "
+                             f"have; its tasks are {tasks[:10]}")
+        per_task = [class_weight.get(task) for task in tasks]
+    elif isinstance(class_weight, dict) and len(classification) > 1:
+        raise ValueError(
+            f"class_weight is one dict from label to weight, but the model has "
+            f"{len(classification)} classification tasks: give one per task, as a dict "
+            f"from task to its weights ({{task: {{label: weight}}}} or {{task: 'balanced'}}) "
+            f"or a list aligned with the tasks")
+    else:
+        per_task = [class_weight if k in classification else None for k in range(len(tasks))]
+    tables = []
+    for k, (task, info, weights) in enumerate(zip(tasks, infos, per_task)):
+        if weights is None:
+            tables.append(None)
+            continue
+        if info["type"] != "classification":
+            raise ValueError(f"class_weight is given for task {task!r}, a regression task; "
+                             f"class weights apply to classification tasks only")
+        if t_enc is None:
+            y_index = y_enc[:, k]
+        else:
+            y_index = y_enc[t_enc == k]
+        y_index = np.where(np.isnan(y_index), -1, y_index) if y_index.dtype.kind == "f" \
+            else y_index
+        tables.append(class_weight_table(weights, y_index, info["classes"], partial=partial,
+                                         what=f"class_weight of task {task!r}"
+                                         if len(tasks) > 1 else "class_weight"))
+    return tables
 
 
 def _missing_column_message(col, columns):

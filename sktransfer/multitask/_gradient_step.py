@@ -49,18 +49,11 @@ def shared_parameters(model, weighting_name="this weighting"):
     return [p for p in getter() if p.requires_grad]
 
 
-def _task_losses(net, y_pred, y_true, X):
-    task_ids = X.get("task_ids") if isinstance(X, dict) else None
-    if task_ids is not None:
-        task_ids = task_ids.to(y_pred.device)
-    return net.criterion_(y_pred, y_true.to(y_pred.device), task_ids)
-
-
 def batch_task_losses(net, batch, **fit_params):
     """Per-task mean losses and label counts of ``batch`` under the current weights."""
     Xi, yi = unpack_data(batch)
     y_pred = net.infer(Xi, **fit_params)
-    return _task_losses(net, y_pred, yi, Xi)
+    return net.task_losses(y_pred, yi, Xi)
 
 
 def _split_forward(net, Xi, **fit_params):
@@ -167,7 +160,7 @@ def gradient_train_step(net, batch, **fit_params):
         y_pred, Z, Z_leaf = _split_forward(net, Xi, **fit_params)
     else:
         y_pred = net.infer(Xi, **fit_params)
-    losses, counts = _task_losses(net, y_pred, yi, Xi)
+    losses, counts = net.task_losses(y_pred, yi, Xi)
     present = counts > 0
     # The architecture's penalty (if any) gets its ordinary gradient, first, while the
     # graph it may share with the losses is still there.

@@ -18,6 +18,7 @@ from tabulate import tabulate
 from torch import nn
 
 from .._accelerate import AcceleratedNetMixin
+from .._weights import WeightedBatchMixin, batch_sample_weight
 from ..base import MASK_VALUE, AutocastMixin, LeanNotifyMixin
 
 
@@ -57,6 +58,10 @@ class MultiTaskLoss(nn.Module):
     regression tasks (``regression`` marks them), ``y`` is float with NaN for
     a missing label; a regression task's loss is the mean squared error of
     its first output against the standardised target.
+
+    ``sample_weight`` (n,), or (n, T) with one weight per row and task for a
+    2-D ``y``, makes each task's loss the weighted mean over its labelled
+    rows, and the counts the sums of their weights.
     """
 
     def __init__(self, n_tasks, regression=None):
@@ -76,15 +81,22 @@ class MultiTaskLoss(nn.Module):
         se = (logits[:, 0] - target) ** 2
         return torch.where(row_is_reg, se, ce) * labelled, labelled
 
-    def forward(self, logits, y, task_ids=None):
+    def forward(self, logits, y, task_ids=None, sample_weight=None):
+        w = None if sample_weight is None else sample_weight.to(logits.device, logits.dtype)
         if task_ids is not None:
             if self._mixed:
                 losses, labelled = self._row_losses(logits, y, self.regression[task_ids])
-                counts = logits.new_zeros(self.n_tasks).index_add(
-                    0, task_ids, labelled.to(logits.dtype))
+                labelled = labelled.to(logits.dtype)
             else:
                 losses = nn.functional.cross_entropy(logits, y, reduction="none")
+                labelled = None
+            if w is not None:
+                losses = losses * w
+                labelled = w if labelled is None else labelled * w
+            if labelled is None:
                 counts = torch.bincount(task_ids, minlength=self.n_tasks).to(logits.dtype)
+            else:
+                counts = logits.new_zeros(self.n_tasks).index_add(0, task_ids, labelled)
             sums = logits.new_zeros(self.n_tasks).index_add(0, task_ids, losses)
         else:
             n, t, c = logits.shape
@@ -92,13 +104,20 @@ class MultiTaskLoss(nn.Module):
                 row_is_reg = self.regression.expand(n, t).reshape(-1)
                 losses, labelled = self._row_losses(logits.reshape(n * t, c), y.reshape(-1),
                                                     row_is_reg)
-                losses, counts = losses.view(n, t), labelled.view(n, t).sum(0).to(logits.dtype)
+                losses, labelled = losses.view(n, t), labelled.view(n, t).to(logits.dtype)
             else:
                 losses = nn.functional.cross_entropy(
                     logits.reshape(n * t, c), y.reshape(n * t), ignore_index=-1,
                     reduction="none").view(n, t)
-                counts = (y >= 0).sum(0).to(logits.dtype)
+                labelled = (y >= 0).to(logits.dtype)
+            if w is not None:
+                w = w if w.dim() == 2 else w[:, None]
+                losses, labelled = losses * w, labelled * w
+            counts = labelled.sum(0)
             sums = losses.sum(0)
+        if w is not None:
+            # weights are real numbers: a task whose rows all weigh 0 is absent
+            return sums / torch.where(counts > 0, counts, 1), counts
         return sums / counts.clamp(min=1), counts
 
 
@@ -183,11 +202,12 @@ class TaskPrintLog(PrintLog):
                         disable_numparse=as_written or False)
 
 
-class MultiTaskNet(AutocastMixin, LeanNotifyMixin, NeuralNet):
+class MultiTaskNet(WeightedBatchMixin, AutocastMixin, LeanNotifyMixin, NeuralNet):
     """skorch net whose loss is a weighted combination of per-task losses.
 
     ``task_names`` (the fitted ``tasks_``) name the columns of its epoch
-    table (:class:`TaskPrintLog`, its ``print_log`` callback).
+    table (:class:`TaskPrintLog`, its ``print_log`` callback). A batch may
+    carry per-row weights (see :mod:`sktransfer._weights`).
     """
 
     def __init__(self, *args, task_names=None, **kwargs):
@@ -198,11 +218,16 @@ class MultiTaskNet(AutocastMixin, LeanNotifyMixin, NeuralNet):
         return [(name, TaskPrintLog() if name == "print_log" and type(cb) is PrintLog else cb)
                 for name, cb in super().get_default_callbacks()]
 
-    def get_loss(self, y_pred, y_true, X=None, training=False):
+    def task_losses(self, y_pred, y_true, X):
+        """Per-task mean losses and label counts (weight sums) of a batch's outputs."""
         task_ids = X.get("task_ids") if isinstance(X, dict) else None
         if task_ids is not None:
             task_ids = task_ids.to(y_pred.device)
-        losses, counts = self.criterion_(y_pred, y_true.to(y_pred.device), task_ids)
+        return self.criterion_(y_pred, y_true.to(y_pred.device), task_ids,
+                               batch_sample_weight(X))
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        losses, counts = self.task_losses(y_pred, y_true, X)
         present = counts > 0
         total, weights = self.module_.weighter(losses, present)
         self._accumulate("train" if training else "valid", losses, counts, weights, present)

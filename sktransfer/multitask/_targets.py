@@ -134,7 +134,7 @@ def _classification_info(labels, name, fixed=None):
     return {"type": "classification", "classes": cls, "n_outputs": len(cls)}, inv
 
 
-def _regression_info(values, name, fixed=None):
+def _regression_info(values, name, fixed=None, weight=None):
     try:
         v = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -143,15 +143,20 @@ def _regression_info(values, name, fixed=None):
         raise ValueError(f"regression task {name!r} has infinite targets")
     if fixed is not None:
         return fixed, (v - fixed["mean"]) / fixed["std"]
-    mean, std = (float(v.mean()), float(v.std())) if len(v) else (0.0, 1.0)
+    if weight is not None and np.any(weight):
+        # the weighted statistics: a row of weight k scales like k copies of it
+        mean = float(np.average(v, weights=weight))
+        std = float(np.sqrt(np.average((v - mean) ** 2, weights=weight)))
+    else:
+        mean, std = (float(v.mean()), float(v.std())) if len(v) else (0.0, 1.0)
     std = std if std > 0 else 1.0
     return {"type": "regression", "mean": mean, "std": std, "n_outputs": 1}, (v - mean) / std
 
 
-def _task_info(values, name, task_type, fixed):
+def _task_info(values, name, task_type, fixed, weight=None):
     if task_type == "classification":
         return _classification_info(values, name, fixed)
-    return _regression_info(values, name, fixed)
+    return _regression_info(values, name, fixed, weight)
 
 
 def classes_template(classes, tasks, types):
@@ -189,7 +194,7 @@ def classes_template(classes, tasks, types):
 
 
 def encode_task_format(y, task_ids, n_samples, task_types=None, default="classification",
-                       tasks=None, template=None):
+                       tasks=None, template=None, sample_weight=None):
     """Encode 1-D ``y`` with per-row task ids.
 
     Returns ``(y_enc, t_enc, tasks, infos)``. ``infos[k]`` describes task k
@@ -198,6 +203,8 @@ def encode_task_format(y, task_ids, n_samples, task_types=None, default="classif
     classification task, else float32 with standardised regression targets.
     ``tasks`` fixes the task set (unseen ids raise) and ``template`` holds
     fixed infos per task (None: derive from the data), for ``partial_fit``.
+    A regression task's scaling is the weighted mean and standard deviation
+    of its targets under ``sample_weight`` (when given).
     """
     y = column_or_1d(y, warn=True)
     check_consistent_length(np.empty(n_samples), y)
@@ -227,7 +234,8 @@ def encode_task_format(y, task_ids, n_samples, task_types=None, default="classif
     infos = []
     for k, name in enumerate(tasks.tolist()):
         rows = t == k
-        info, enc = _task_info(y[rows], name, types[k], template[k])
+        weight = None if sample_weight is None else sample_weight[rows]
+        info, enc = _task_info(y[rows], name, types[k], template[k], weight)
         y_enc[rows] = enc
         infos.append(info)
     return y_enc, t.astype(np.int64), tasks, infos
@@ -271,7 +279,7 @@ def plain_array(a):
 
 
 def encode_multi_target(Y, missing_label, task_types=None, default="classification",
-                        template=None, allow_empty=False):
+                        template=None, allow_empty=False, sample_weight=None):
     """Encode a 2-D target with one column per task and missing labels.
 
     Returns ``(Y_enc, tasks, infos)``. ``Y_enc`` is (n, T): int64 label
@@ -311,7 +319,8 @@ def encode_multi_target(Y, missing_label, task_types=None, default="classificati
             )
         if labelled.size == 0 and template[j] is None and types[j] == "classification":
             raise ValueError(f"task {name!r} (column {j} of Y) has no label in this call")
-        info, enc = _task_info(labelled, name, types[j], template[j])
+        weight = None if sample_weight is None else sample_weight[~missing]
+        info, enc = _task_info(labelled, name, types[j], template[j], weight)
         Y_enc[~missing, j] = enc
         infos.append(info)
     return Y_enc, tasks, infos

@@ -13,6 +13,14 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 from torch import nn
 
+from .._weights import (
+    CLASS_WEIGHT_CONSTRAINT,
+    SAMPLE_WEIGHT,
+    check_sample_weight,
+    class_weight_table,
+    combine_weights,
+    weighted_mean,
+)
 from ..base import (
     COMMON_PARAMETER_CONSTRAINTS,
     NeuralEstimatorMixin,
@@ -139,7 +147,7 @@ _PARAMS_DOC = """
         noise, and the pretrained layers above were trained on the pretrained
         statistics. The fitted ``bn_modes_`` says what each layer did.
     lp_alpha : float, default=1e-3
-        L2 strength of the linear probe of ``"last"`` and ``"lp_ft"``.
+        L2 strength of the linear probe of ``"last"`` and ``"lp_ft"``.{class_weight}
     optimizer : torch optimizer class, default=torch.optim.Adam
     lr : float or None, default=None
         Learning rate of the head. ``None``: the strategy's default, from
@@ -216,8 +224,17 @@ def _check_labels(y):
         check_classification_targets(y)
 
 
-def _doc(text, target):
-    return text.replace("{target}", target)
+_CLASS_WEIGHT_DOC = """
+    class_weight : None, "balanced" or dict, default=None
+        Weights of the classes in the loss (and the linear probe's),
+        multiplied with ``sample_weight``: ``"balanced"`` weighs each class by
+        ``n_samples / (n_classes * count)`` over ``y`` (as scikit-learn's
+        ``compute_class_weight``); a dict from label to weight (labels not in
+        it weigh 1). ``partial_fit`` takes a dict only."""
+
+
+def _doc(text, target, class_weight=""):
+    return text.replace("{target}", target).replace("{class_weight}", class_weight)
 
 
 _NON_NEGATIVE = Interval(Real, 0, np.inf, closed="left")
@@ -368,21 +385,25 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         check_consistent_length(X, y)
 
     # ------------------------------------------------------------------- fit
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Adapt the pretrained network to ``(X, y)``, starting from its weights.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n, C, H, W)
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sample in the loss (multiplied by ``class_weight``
+            for the classifier): every mini-batch's loss, the validation loss
+            and the linear probe's are weighted means over the rows.
 
         Returns
         -------
         self
         """
-        return self._run("fit", X, y)
+        return self._run("fit", X, y, sample_weight=sample_weight)
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Continue training from the current weights (first call: as ``fit``).
 
         Each call trains ``max_epochs`` epochs on ``(X, y)`` (``None``: the
@@ -400,15 +421,27 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
             Classifier only: every label the model will see, on the first
             call (default: the labels of ``y``); later calls must not bring
             new labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            As in :meth:`fit`.
 
         Returns
         -------
         self
         """
-        return self._run("partial_fit", X, y, classes=classes)
+        return self._run("partial_fit", X, y, classes=classes, sample_weight=sample_weight)
 
     # --------------------------------------------------------- template hooks
-    def _encode(self, ctx, X, y, classes=None):
+    def _encode(self, ctx, X, y, classes=None, sample_weight=None):
+        data = self._encode_data(ctx, X, y, classes)
+        sw = check_sample_weight(sample_weight, len(data["X"]))
+        data["weights"] = self._row_weights(sw, data["y_enc"], ctx.name == "partial_fit")
+        return data
+
+    def _row_weights(self, sample_weight, y_enc, partial):
+        """Each row's weight in the loss (the classifier adds ``class_weight``)."""
+        return sample_weight
+
+    def _encode_data(self, ctx, X, y, classes):
         if not ctx.new_model:
             X = self._validate_X(X, reset=False)
             self._check_y(X, y)
@@ -460,14 +493,16 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         return net
 
     def _train(self, ctx, net, data):
-        X, yt = data["X"], to_tensor(data["y_enc"])
+        X, yt, w = data["X"], to_tensor(data["y_enc"]), data["weights"]
+        w = None if w is None else torch.as_tensor(w)
         # "last" probes a new head only: a kept pretrained head (head="keep") already
         # answers the target's classes, and refitting it from a few examples would
         # throw that away (on a domain shift at 1 example per class, 0.917 -> 0.872)
         probe = self.strategy == "lp_ft" or (self.strategy == "last" and self.head != "keep")
         if ctx.new_model and probe:
-            self._linear_probe(net.module_, data["head_name"], X, yt, ctx.device)
-        net.partial_fit(to_tensor(X), yt, epochs=data["max_epochs"])
+            self._linear_probe(net.module_, data["head_name"], X, yt, ctx.device, w)
+        inputs = to_tensor(X) if w is None else {"X": to_tensor(X), SAMPLE_WEIGHT: w}
+        net.partial_fit(inputs, yt, epochs=data["max_epochs"])
 
     def _record(self, ctx, net, data, result):
         if ctx.new_model:
@@ -480,12 +515,13 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         self.max_epochs_ = data["max_epochs"]
         return self
 
-    def _linear_probe(self, network, head_name, X, y, device):
+    def _linear_probe(self, network, head_name, X, y, device, weight=None):
         """Fit the head alone to convergence on the frozen backbone's features."""
         feats = embed(network, X, head_name, "input", self.batch_size, device)
         head = network.get_submodule(head_name)
         params = [p for p in head.parameters()]
         y = y.to(device)
+        weight = None if weight is None else weight.to(device)
         opt = torch.optim.LBFGS(params, lr=1.0, max_iter=_LP_MAX_ITER, history_size=20,
                                 tolerance_grad=1e-6, tolerance_change=1e-9,
                                 line_search_fn="strong_wolfe")
@@ -493,7 +529,7 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
 
         def closure():
             opt.zero_grad()
-            loss = self._probe_loss(head(feats), y)
+            loss = self._probe_loss(head(feats), y, weight)
             if self.lp_alpha:
                 loss = loss + 0.5 * self.lp_alpha * sum(w.pow(2).sum() for w in weights)
             loss.backward()
@@ -512,7 +548,7 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         return out.float()
 
 
-@parameter_constraints()
+@parameter_constraints(class_weight=CLASS_WEIGHT_CONSTRAINT)
 class FineTuner(ClassifierMixin, _BaseFineTuner):
     __doc__ = _doc("""Fine-tune a pretrained network to a new classification task.
 
@@ -562,13 +598,64 @@ class FineTuner(ClassifierMixin, _BaseFineTuner):
     True
     >>> ft.layer_groups_
     [['0.weight', '0.bias'], ['2.weight', '2.bias']]
-    """, "class")
+    """, "class", _CLASS_WEIGHT_DOC)
+
+    def __init__(
+        self,
+        pretrained,
+        strategy="lp_ft",
+        n_layers=1,
+        unfreeze_every=1,
+        trainable=None,
+        head="replace",
+        head_name=None,
+        backbone_lr=None,
+        layer_lr_decay=1.0,
+        l2sp_alpha=0.0,
+        l2sp_beta=0.0,
+        bn="auto",
+        lp_alpha=1e-3,
+        class_weight=None,
+        optimizer=torch.optim.Adam,
+        lr=None,
+        max_epochs=None,
+        batch_size=32,
+        callbacks=None,
+        train_split=None,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+        net_params=None,
+        precision="fp32",
+    ):
+        super().__init__(
+            pretrained, strategy=strategy, n_layers=n_layers, unfreeze_every=unfreeze_every,
+            trainable=trainable, head=head, head_name=head_name, backbone_lr=backbone_lr,
+            layer_lr_decay=layer_lr_decay, l2sp_alpha=l2sp_alpha, l2sp_beta=l2sp_beta, bn=bn,
+            lp_alpha=lp_alpha, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
+            batch_size=batch_size, callbacks=callbacks, train_split=train_split,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change, tol=tol, device=device,
+            random_state=random_state, verbose=verbose, net_params=net_params,
+            precision=precision)
+        self.class_weight = class_weight
 
     def _criterion(self):
         return nn.CrossEntropyLoss
 
-    def _probe_loss(self, out, y):
-        return nn.functional.cross_entropy(out, y)
+    def _probe_loss(self, out, y, weight=None):
+        if weight is None:
+            return nn.functional.cross_entropy(out, y)
+        return weighted_mean(nn.functional.cross_entropy(out, y, reduction="none"), weight)
+
+    def _row_weights(self, sample_weight, y_enc, partial):
+        table = class_weight_table(getattr(self, "class_weight", None), y_enc, self.classes_,
+                                   partial=partial)
+        return combine_weights(sample_weight, None if table is None else table[y_enc])
 
     def _encode_new_targets(self, y, classes):
         y = column_or_1d(y, warn=True)
@@ -650,8 +737,10 @@ class FineTunerRegressor(RegressorMixin, _BaseFineTuner):
     def _criterion(self):
         return nn.MSELoss
 
-    def _probe_loss(self, out, y):
-        return nn.functional.mse_loss(out, y)
+    def _probe_loss(self, out, y, weight=None):
+        if weight is None:
+            return nn.functional.mse_loss(out, y)
+        return weighted_mean(nn.functional.mse_loss(out, y, reduction="none"), weight)
 
     def _as_2d(self, y):
         y = check_array(y, ensure_2d=False, dtype=np.float32, input_name="y")

@@ -11,16 +11,20 @@ It differs from a plain :class:`skorch.NeuralNet` in four hooks:
   records ``trainable_groups`` and ``trainable_params`` in ``history``;
 * ``infer`` puts those batch-norm layers in eval mode during training;
 * ``get_loss`` adds the L2-SP penalty while training.
+
+A batch may carry per-row weights (see :mod:`sktransfer._weights`): then it
+is a dict ``{"X": X, "sample_weight": w}`` and the loss a weighted mean.
 """
 
 from skorch import NeuralNet
 
+from .._weights import WeightedLossMixin
 from ..base import AutocastMixin
 
 __all__ = ["FineTuneNet"]
 
 
-class FineTuneNet(AutocastMixin, NeuralNet):
+class FineTuneNet(WeightedLossMixin, AutocastMixin, NeuralNet):
     """skorch net that trains a pretrained network following a :class:`TransferPlan`."""
 
     def __init__(self, *args, plan=None, penalty=None, **kwargs):
