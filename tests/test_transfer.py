@@ -452,3 +452,73 @@ def test_transfer_plan_schedule_and_batch_norm_layers():
     assert plan("full").lr_scales == pytest.approx([0.005, 0.05, 0.5, 1.0])
     with pytest.raises(ValueError, match="match no backbone parameter"):
         plan("full", trainable=["z*"])
+
+
+# ------------------------------------------------------------ strategy objects
+def _digits_small():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return (X / 16).astype(np.float32)[:200], y[:200]
+
+
+def _mlp_source():
+    return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(),
+                         nn.Linear(16, 5))
+
+
+@pytest.mark.parametrize("name, obj", [
+    ("last", "LastLayer()"), ("top", "TopLayers(n_layers=2)"), ("full", "FullFineTuning()"),
+    ("gradual", "GradualUnfreezing(unfreeze_every=2)"), ("lp_ft", "LPFT()")])
+def test_a_strategy_object_trains_as_its_name(name, obj):
+    from sktransfer import transfer
+
+    X, y = _digits_small()
+    kw = dict(max_epochs=4, random_state=0)
+    by_name = FineTuner(_mlp_source, strategy=name, n_layers=2, unfreeze_every=2, **kw)
+    by_object = FineTuner(_mlp_source, strategy=eval(obj, vars(transfer)), **kw)
+    a, b = by_name.fit(X, y), by_object.fit(X, y)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    assert a.net_.history[:, "trainable_groups"] == b.net_.history[:, "trainable_groups"]
+    assert type(a.strategy_) is type(b.strategy_)
+    assert b.strategy_ is not b.strategy  # a fitted copy, not the hyperparameter
+
+
+def test_a_custom_strategy_plugs_in_and_is_searchable():
+    from sklearn.model_selection import GridSearchCV
+
+    from sktransfer.transfer import TopLayers, TransferStrategy
+
+    class EveryOtherEpoch(TransferStrategy):
+        """The whole backbone trains in odd epochs, only the head in even ones."""
+
+        def n_open(self, epoch, n_groups):
+            return n_groups if epoch % 2 else 0
+
+    X, y = _digits_small()
+    ft = FineTuner(_mlp_source, strategy=EveryOtherEpoch(), max_epochs=4, random_state=0)
+    ft.fit(X, y)
+    assert ft.net_.history[:, "trainable_groups"] == [0, 2, 0, 2]
+    assert ft.lr_ == EveryOtherEpoch.default_rates[0]
+    search = GridSearchCV(FineTuner(_mlp_source, strategy=TopLayers(), max_epochs=3,
+                                    random_state=0),
+                          {"strategy__n_layers": [0, 2]}, cv=2).fit(X, y)
+    assert sorted(search.cv_results_["param_strategy__n_layers"]) == [0, 2]
+    with pytest.raises(ValueError, match="n_layers"):
+        FineTuner(_mlp_source, strategy=TopLayers(n_layers=-1)).fit(X, y)
+
+
+def test_transfer_strategies_registry_and_old_plans():
+    from sktransfer.transfer import STRATEGIES, TransferStrategy
+    from sktransfer.transfer._plan import TransferPlan
+
+    assert sorted(STRATEGIES) == ["full", "gradual", "last", "lp_ft", "top"]
+    assert all(issubclass(cls, TransferStrategy) for cls in STRATEGIES.values())
+    groups = [["a.w"], ["b.w"], ["head.w"]]
+    plan = TransferPlan(groups, [], "gradual", 1, 2, None, "freeze", 1.0, 1.0)
+    plan.strategy = "gradual"  # as a plan pickled before the strategy objects
+    assert [plan.n_open(e) for e in range(5)] == [0, 0, 1, 1, 2]
+    # the old module path of the plan still resolves for old pickles
+    from sktransfer.transfer import _strategies
+
+    assert _strategies.TransferPlan is TransferPlan

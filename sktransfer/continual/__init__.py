@@ -5,7 +5,9 @@ combined), :class:`EWCContinualClassifier` (elastic weight consolidation,
 optionally with replay) and :class:`ProgressiveNetworkClassifier` (a new
 column per task). Strategies: :class:`Naive`, :class:`JointTraining`,
 :class:`EWC` (and online EWC), :class:`SynapticIntelligence`, :class:`LwF`,
-:class:`Replay`, :class:`AGEM`. The metrics computed from the accuracy
+:class:`Replay`, :class:`AGEM`; a new strategy is a :class:`Strategy`
+whose ``build`` returns a :class:`Plugin` (its hooks) and trains on
+:class:`Task` objects. The metrics computed from the accuracy
 matrix are in :mod:`sktransfer.metrics`, the task sequences in
 :mod:`sktransfer.datasets`.
 """
@@ -19,7 +21,7 @@ from ._lwf import LwF
 from ._progressive import ProgressiveNetworkClassifier
 from ._replay import Replay, ReservoirBuffer
 from ._si import SynapticIntelligence
-from ._strategies import JointTraining, Naive, Strategy
+from ._strategies import JointTraining, Naive, Plugin, Strategy, Task
 
 __all__ = [
     "AGEM",
@@ -32,10 +34,12 @@ __all__ = [
     "JointTraining",
     "LwF",
     "Naive",
+    "Plugin",
     "ProgressiveNetworkClassifier",
     "Replay",
     "ReservoirBuffer",
     "Strategy",
     "SynapticIntelligence",
+    "Task",
     "fisher_diagonal",
 ]

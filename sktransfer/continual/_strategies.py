@@ -62,7 +62,7 @@ from sklearn.utils._param_validation import Interval
 
 from .._weights import SAMPLE_WEIGHT
 
-__all__ = ["Strategy", "Naive", "JointTraining"]
+__all__ = ["JointTraining", "Naive", "Plugin", "Strategy", "Task"]
 
 
 class Task:
@@ -101,36 +101,65 @@ def concat_weights(parts):
 
 
 class Plugin:
-    """The stateful side of a strategy; every hook is a no-op by default."""
+    """The stateful side of a strategy: the hooks the continual net calls.
+
+    :meth:`Strategy.build` returns a fresh plugin when an estimator starts
+    learning; it holds the strategy's state (Fisher information, memories,
+    old networks) and is pickled with the fitted model. Every hook is a
+    documented no-op: a plugin overrides the ones it needs. With several
+    strategies, each hook runs on every plugin, in the order of the
+    estimator's ``strategy`` list. The gradient hooks run under
+    ``torch.no_grad()``; ``params`` and ``grads`` are the trainable
+    parameters that received a gradient this step and their gradients (their
+    positions in ``net.params`` are ``net.step_index``, None for all).
+    """
 
     def training_data(self, task):
+        """Before a task: the :class:`Task` the network trains on (default: ``task``).
+
+        Joint training returns every task seen so far, concatenated.
+        """
         return task
 
     def before_task(self, net, task):
-        pass
+        """Before training on ``task`` (LwF keeps a frozen copy of the network)."""
 
     def augment_batch(self, net, X, y):
+        """Every step: the mini-batch ``(X, y)`` to train on (default: unchanged).
+
+        ``X`` is the batch dict (``"X"``, ``"task_ids"`` and, for weighted
+        data, ``"sample_weight"``); rows added to a weighted batch need
+        weights too (replay adds memory samples with their weights).
+        """
         return X, y
 
     def extra_loss(self, net, X, y_pred, y):
+        """Every step: a term added to the loss (LwF's distillation), or None."""
         return None
 
     def record_gradients(self, net, params, grads):
-        pass
+        """Every step, after the backward pass: the data loss's gradients (SI's path
+        integral reads them here, before any penalty is added)."""
 
     def add_penalty_gradients(self, net, params, grads):
-        pass
+        """Every step: add a penalty's gradient to ``grads`` in place (EWC, SI).
+
+        Quadratic penalties are added to the gradient directly, with
+        ``torch._foreach_*`` operations, instead of through autograd.
+        """
 
     def project_gradients(self, net, params, grads):
-        pass
+        """Every step, after the penalties: change ``grads`` in place (A-GEM's projection)."""
 
     def after_step(self, net, params):
-        pass
+        """Every step, after the optimizer step (SI accumulates its path integral)."""
 
     def after_task(self, net, task):
-        pass
+        """After training on ``task``: consolidate (EWC's Fisher, filling a memory)."""
 
     def penalty(self, net):
+        """The current value of the strategy's penalty, recorded in ``history``
+        as ``train_penalty`` at every epoch end; 0 by default."""
         return 0.0
 
     def rollback_shared(self):

@@ -5,12 +5,25 @@
   probe then fine-tune), with discriminative learning rates, an L2-SP penalty,
   pretrained batch-norm statistics kept frozen (untrained ones train), and
   defaults that work on a few examples per class.
+* strategies (``strategy=``): :class:`LastLayer`, :class:`TopLayers`,
+  :class:`FullFineTuning`, :class:`GradualUnfreezing`, :class:`LPFT`, on the
+  base :class:`TransferStrategy` (:data:`STRATEGIES` maps their names);
 * :class:`PretrainedFeatures`: the frozen network as a transformer, for the
   linear-probe baseline ``make_pipeline(PretrainedFeatures(net), LogisticRegression())``.
 """
 
 from ._features import PretrainedFeatures
 from ._finetuner import FineTuner, FineTunerRegressor
-from ._strategies import STRATEGIES
+from ._strategies import (
+    LPFT,
+    STRATEGIES,
+    FullFineTuning,
+    GradualUnfreezing,
+    LastLayer,
+    TopLayers,
+    TransferStrategy,
+)
 
-__all__ = ["STRATEGIES", "FineTuner", "FineTunerRegressor", "PretrainedFeatures"]
+__all__ = ["LPFT", "STRATEGIES", "FineTuner", "FineTunerRegressor", "FullFineTuning",
+           "GradualUnfreezing", "LastLayer", "PretrainedFeatures", "TopLayers",
+           "TransferStrategy"]

@@ -6,7 +6,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
@@ -31,8 +31,9 @@ from ._features import embed
 from ._layers import build_network, layer_groups, untrained_batch_norm
 from ._net import FineTuneNet
 from ._penalty import L2SP
+from ._plan import BN_MODES, TransferPlan
 from ._pretrained import PRETRAINED_CONSTRAINT, resolve_pretrained
-from ._strategies import BN_MODES, STRATEGIES, TransferPlan
+from ._strategies import STRATEGIES, TransferStrategy, get_strategy
 
 __all__ = ["FineTuner", "FineTunerRegressor"]
 
@@ -42,16 +43,10 @@ _LP_MAX_ITER = 200
 
 # The defaults of ``lr=None``, ``backbone_lr=None`` and ``max_epochs=None``
 # (benchmarks/bench_finetuner_defaults.py measures them against the linear probe).
-#: ``lr=None``: strategy -> (the head's rate, the top backbone group's rate). The
-#: head is new (or fitted by the linear probe) and takes a higher rate than the
-#: pretrained layers, which learn ten times slower.
-DEFAULT_RATES = {
-    "last": (1e-2, 1e-3),
-    "top": (1e-2, 1e-3),
-    "full": (1e-2, 1e-3),
-    "gradual": (1e-2, 1e-3),
-    "lp_ft": (1e-2, 1e-3),
-}
+#: ``lr=None``: strategy -> (the head's rate, the top backbone group's rate), each
+#: strategy's ``default_rates``. The head is new (or fitted by the linear probe)
+#: and takes a higher rate than the pretrained layers, which learn ten times slower.
+DEFAULT_RATES = {name: cls.default_rates for name, cls in STRATEGIES.items()}
 #: ``max_epochs=None``: at least this many epochs ...
 MIN_EPOCHS = 20
 #: ... and at least this many optimizer steps per call.
@@ -77,8 +72,15 @@ _PARAMS_DOC = """
 
         A bare fitted estimator is rejected with a ``TypeError``: ``clone``
         would reset it, so it must be wrapped in ``FrozenEstimator``.
-    strategy : {"last", "top", "full", "gradual", "lp_ft"}, default="lp_ft"
-        What trains (see the user guide for which to use when):
+    strategy : {"last", "top", "full", "gradual", "lp_ft"} or TransferStrategy, default="lp_ft"
+        What trains (see the user guide for which to use when); a name, or
+        a strategy object (:class:`~sktransfer.transfer.LastLayer`,
+        :class:`~sktransfer.transfer.TopLayers`,
+        :class:`~sktransfer.transfer.FullFineTuning`,
+        :class:`~sktransfer.transfer.GradualUnfreezing`,
+        :class:`~sktransfer.transfer.LPFT`, or a subclass of
+        :class:`~sktransfer.transfer.TransferStrategy`) whose parameters are
+        searchable as ``strategy__<name>``:
 
         * ``"last"``: only the head. A new head (``head="replace"`` or
           ``"add"``) is first fitted to convergence on the frozen features by
@@ -102,9 +104,11 @@ _PARAMS_DOC = """
         layer joins the group before it; the head is the last group. The
         fitted ``layer_groups_`` lists them.
     n_layers : int, default=1
-        Backbone groups trained by ``"top"`` (more than there are: all).
+        Backbone groups trained by ``"top"`` (more than there are: all); a
+        strategy object carries its own.
     unfreeze_every : int, default=1
-        Epochs between two unfreezings of ``"gradual"``.
+        Epochs between two unfreezings of ``"gradual"``; a strategy object
+        carries its own.
     trainable : str, list of str or None, default=None
         ``fnmatch`` patterns over parameter names (e.g. ``"layers.2.*"``)
         that override the layer groups: with ``"last"``, ``"top"`` and
@@ -210,6 +214,9 @@ _ATTRS_DOC = """
         or its default for that call's data).
     bn_modes_ : dict of str to {"freeze", "train"}
         Every batch-norm layer outside the head and what ``bn`` made of it.
+    strategy_ : TransferStrategy
+        The strategy object that trained (``strategy``, or the object its
+        name stands for).
     n_features_in_ : int
     input_shape_ : tuple
         Shape of one sample.
@@ -248,7 +255,7 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
     _parameter_constraints = {
         **COMMON_PARAMETER_CONSTRAINTS,
         "pretrained": PRETRAINED_CONSTRAINT,
-        "strategy": [StrOptions(set(STRATEGIES))],
+        "strategy": [StrOptions(set(STRATEGIES)), TransferStrategy],
         "n_layers": [Interval(Integral, 0, None, closed="left")],
         "unfreeze_every": [Interval(Integral, 1, None, closed="left")],
         "trainable": [str, list, tuple, None],
@@ -345,11 +352,18 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         if self.backbone_lr is not None:
             scale = float(self.backbone_lr) / lr
         elif self._given_lr() is None:
-            head, backbone = DEFAULT_RATES[self.strategy]
+            head, backbone = self._strategy().default_rates
             scale = backbone / head
         else:
-            scale = 0.1 if self.strategy == "lp_ft" else 1.0
+            scale = float(self._strategy().backbone_scale)
         return trainable, scale
+
+    def _strategy(self):
+        """The strategy object: a copy of the given one, or the one its name stands for
+        (configured with ``n_layers`` / ``unfreeze_every``)."""
+        if isinstance(self.strategy, TransferStrategy):
+            return clone(self.strategy)
+        return get_strategy(self.strategy, self.n_layers, self.unfreeze_every)
 
     def _given_lr(self):
         """The head's rate the user gave: ``lr``, or one in ``net_params``; else None."""
@@ -362,7 +376,7 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
     def _resolved_lr(self):
         """The head's learning rate: ``lr``, or the strategy's default for ``None``."""
         given = self._given_lr()
-        return DEFAULT_RATES[self.strategy][0] if given is None else given
+        return self._strategy().default_rates[0] if given is None else given
 
     def _resolved_epochs(self, n_samples):
         """Epochs of a call on ``n_samples`` rows: ``max_epochs``, or its default."""
@@ -470,7 +484,7 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         groups, bn_layers = layer_groups(network, head_name)
         # read before anything runs in training mode: the pretrained statistics
         fresh = untrained_batch_norm(network, bn_layers) if self.bn == "auto" else None
-        plan = TransferPlan(groups, bn_layers, self.strategy, self.n_layers,
+        plan = TransferPlan(groups, bn_layers, self._strategy(), self.n_layers,
                             self.unfreeze_every, data["trainable"], self.bn,
                             data["backbone_scale"], self.layer_lr_decay, bn_train=fresh)
         penalty = None
@@ -498,8 +512,7 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         # "last" probes a new head only: a kept pretrained head (head="keep") already
         # answers the target's classes, and refitting it from a few examples would
         # throw that away (on a domain shift at 1 example per class, 0.917 -> 0.872)
-        probe = self.strategy == "lp_ft" or (self.strategy == "last" and self.head != "keep")
-        if ctx.new_model and probe:
+        if ctx.new_model and net.plan.strategy.probes_head(self.head):
             self._linear_probe(net.module_, data["head_name"], X, yt, ctx.device, w)
         inputs = to_tensor(X) if w is None else {"X": to_tensor(X), SAMPLE_WEIGHT: w}
         net.partial_fit(inputs, yt, epochs=data["max_epochs"])
@@ -512,6 +525,7 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
             self.lr_ = data["lr"]
             self.backbone_lr_ = data["backbone_lr"]
             self.bn_modes_ = data["bn_modes"]
+            self.strategy_ = net.plan.strategy
         self.max_epochs_ = data["max_epochs"]
         return self
 

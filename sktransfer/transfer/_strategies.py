@@ -1,160 +1,242 @@
-"""Which layer groups train when, and at which learning rate.
+"""Fine-tuning strategies: which layer groups of a pretrained network train when.
 
-A :class:`TransferPlan` holds only parameter *names* (never tensors), so it
-pickles with the skorch net and stays valid after unpickling or moving the
-network to another device. Strategies, with ``G`` backbone groups:
+A strategy is a small scikit-learn-style configuration object
+(``get_params`` / ``set_params``, so ``GridSearchCV`` can search
+``strategy`` and ``strategy__<param>``); :class:`~sktransfer.transfer.FineTuner`
+accepts one of the names of :data:`STRATEGIES` (the estimator's
+``n_layers`` and ``unfreeze_every`` then configure ``"top"`` and
+``"gradual"``) or an object. The network is cut into layer groups, bottom to
+top, the head last (see ``_layers.layer_groups``); with ``G`` backbone
+groups, a strategy answers, through the hooks of :class:`TransferStrategy`:
 
-``"last"``    only the head trains;
-``"top"``     the head and the top ``n_layers`` backbone groups;
-``"full"``    everything;
-``"gradual"`` the head at first, then one more group from the top every
-              ``unfreeze_every`` epochs (ULMFiT's gradual unfreezing);
-``"lp_ft"``   everything, after the head has been fitted to convergence on the
-              frozen features (Kumar et al.'s linear probe, then fine-tune).
+* :meth:`~TransferStrategy.n_open`: how many backbone groups, counted from
+  the top, train in epoch ``epoch`` (the head always trains);
+* :meth:`~TransferStrategy.probes_head`: whether a new head is first fitted
+  to convergence on the frozen features (the linear probe);
+* ``default_rates``: the learning rates of the head and of the top backbone
+  group used when ``lr=None``, and ``backbone_scale``: the backbone's rate
+  relative to a given ``lr`` when ``backbone_lr=None``;
+* ``opens_exactly_trainable``: whether the ``trainable`` name patterns are
+  exactly what trains (strategies with a fixed set of open groups) or only
+  bound what the strategy opens (schedules).
 
-``trainable`` (name patterns) replaces the groups chosen by ``"last"``,
-``"top"`` and ``"full"`` and bounds what ``"gradual"`` and ``"lp_ft"`` open.
-
-Batch norm, per layer: a *frozen* batch-norm layer never trains its
-parameters and always uses its running statistics; a *trained* one trains
-like any other layer of its group while the group is open (its statistics
-update, its parameters learn) and uses its running statistics while the group
-is frozen. ``bn="freeze"`` freezes every layer, ``bn="train"`` trains every
-layer, and ``bn="auto"`` (the estimators' default, resolved by the caller
-into ``bn_train``) trains exactly the layers whose running statistics were
-never updated (see ``_layers.untrained_batch_norm``):
-pretrained statistics are kept, statistics that were never estimated are
-estimated on the target.
+The strategies: ``"last"`` (:class:`LastLayer`), ``"top"``
+(:class:`TopLayers`), ``"full"`` (:class:`FullFineTuning`), ``"gradual"``
+(:class:`GradualUnfreezing`, ULMFiT) and ``"lp_ft"`` (:class:`LPFT`, Kumar et
+al.'s linear probe, then fine-tune). The plan that applies a strategy to a
+network's parameter names, with batch norm and learning-rate scales, is
+:class:`~sktransfer.transfer._plan.TransferPlan`.
 """
 
-import fnmatch
+from abc import ABCMeta, abstractmethod
+from numbers import Integral
 
-__all__ = ["STRATEGIES", "TransferPlan"]
+from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval
 
-STRATEGIES = ("last", "top", "full", "gradual", "lp_ft")
-BN_MODES = ("auto", "freeze", "train")
+__all__ = ["STRATEGIES", "FullFineTuning", "GradualUnfreezing", "LPFT", "LastLayer",
+           "TopLayers", "TransferStrategy", "get_strategy"]
 
 
-class TransferPlan:
-    """The trainable parameters of every epoch and the per-group learning-rate scales.
+class TransferStrategy(BaseEstimator, metaclass=ABCMeta):
+    """Base class of the fine-tuning strategies.
+
+    Subclasses implement :meth:`n_open`, may override :meth:`probes_head`
+    and the class attributes below, and declare one entry of
+    ``_parameter_constraints`` per ``__init__`` parameter (validated at every
+    fit).
+
+    Attributes
+    ----------
+    default_rates : tuple of (float, float)
+        ``(head, backbone)`` learning rates used by ``lr=None`` (the backbone
+        rate is that of the top backbone group). Default ``(1e-2, 1e-3)``.
+    backbone_scale : float
+        The top backbone group's rate relative to a given ``lr`` when
+        ``backbone_lr=None``. Default 1.0.
+    opens_exactly_trainable : bool
+        ``True`` (default): with ``trainable`` patterns, exactly the matching
+        backbone parameters train (with the head); ``False``: the patterns
+        only bound the groups the strategy opens.
+    """
+
+    _parameter_constraints: dict = {}
+
+    default_rates = (1e-2, 1e-3)
+    backbone_scale = 1.0
+    opens_exactly_trainable = True
+
+    @abstractmethod
+    def n_open(self, epoch, n_groups):
+        """Backbone groups, counted from the top, that train in ``epoch`` (0-based).
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch, counted over every call of the model (``partial_fit``
+            continues the schedule).
+        n_groups : int
+            The number of backbone groups (the head not counted).
+
+        Returns
+        -------
+        int, from 0 (only the head trains) to ``n_groups`` (everything).
+        """
+
+    def probes_head(self, head):
+        """Whether a new head is first fitted on the frozen features by the linear probe.
+
+        ``head`` is the estimator's ``head`` parameter (``"replace"``,
+        ``"keep"`` or ``"add"``). Default: no probe.
+        """
+        return False
+
+
+class LastLayer(TransferStrategy):
+    """Train the head only; a new head first fitted by the linear probe.
+
+    A kept pretrained head (``head="keep"``) starts from its pretrained
+    weights instead (refitting it from a few examples would throw them away).
+
+    Examples
+    --------
+    >>> from sktransfer.transfer import LastLayer
+    >>> LastLayer().n_open(epoch=5, n_groups=3)
+    0
+    """
+
+    def n_open(self, epoch, n_groups):
+        return 0
+
+    def probes_head(self, head):
+        return head != "keep"
+
+
+class TopLayers(TransferStrategy):
+    """Train the head and the top ``n_layers`` backbone groups.
 
     Parameters
     ----------
-    groups : list of list of str
-        Parameter names per layer group, bottom to top, the head's group last.
-    bn_layers : list of (str, int)
-        Batch-norm layers outside the head: module name and group index.
-    strategy : str
-    n_layers : int
-    unfreeze_every : int
-    trainable : list of str or None
-        fnmatch patterns over parameter names.
-    bn : {"auto", "freeze", "train"}
-    backbone_scale : float
-        Learning rate of the top backbone group relative to the head's.
-    layer_lr_decay : float
-        Each group further down gets this factor more.
-    bn_train : collection of str or None
-        With ``bn="auto"``: the batch-norm layers that train (the others are
-        frozen); ``None`` (or any other ``bn``) follows ``bn``.
+    n_layers : int, default=1
+        Backbone groups trained (more than there are: all).
+
+    Examples
+    --------
+    >>> from sktransfer.transfer import TopLayers
+    >>> TopLayers(n_layers=2).n_open(epoch=0, n_groups=3)
+    2
     """
 
-    def __init__(self, groups, bn_layers, strategy, n_layers, unfreeze_every, trainable, bn,
-                 backbone_scale, layer_lr_decay, bn_train=None):
-        self.backbone = [list(g) for g in groups[:-1]]
-        self.head = list(groups[-1])
-        self.bn_layers = list(bn_layers)
-        self.strategy = strategy
+    _parameter_constraints: dict = {"n_layers": [Interval(Integral, 0, None, closed="left")]}
+
+    def __init__(self, n_layers=1):
         self.n_layers = n_layers
+
+    def n_open(self, epoch, n_groups):
+        return min(n_groups, int(self.n_layers))
+
+
+class FullFineTuning(TransferStrategy):
+    """Train everything.
+
+    Examples
+    --------
+    >>> from sktransfer.transfer import FullFineTuning
+    >>> FullFineTuning().n_open(epoch=0, n_groups=3)
+    3
+    """
+
+    def n_open(self, epoch, n_groups):
+        return n_groups
+
+
+class GradualUnfreezing(TransferStrategy):
+    """The head at first, then one more group from the top every ``unfreeze_every`` epochs.
+
+    Howard & Ruder's (2018) gradual unfreezing (ULMFiT). ``trainable``
+    patterns bound the groups it opens.
+
+    Parameters
+    ----------
+    unfreeze_every : int, default=1
+        Epochs between two unfreezings.
+
+    Examples
+    --------
+    >>> from sktransfer.transfer import GradualUnfreezing
+    >>> [GradualUnfreezing(unfreeze_every=2).n_open(e, n_groups=3) for e in range(8)]
+    [0, 0, 1, 1, 2, 2, 3, 3]
+    """
+
+    _parameter_constraints: dict = {
+        "unfreeze_every": [Interval(Integral, 1, None, closed="left")]}
+
+    opens_exactly_trainable = False
+
+    def __init__(self, unfreeze_every=1):
         self.unfreeze_every = unfreeze_every
-        self.bn = bn
-        names = [n for g in self.backbone for n in g]
-        self.allowed = None
-        if trainable is not None:
-            self.allowed = {n for n in names if any(fnmatch.fnmatchcase(n, p) for p in trainable)}
-            unmatched = [p for p in trainable if not any(fnmatch.fnmatchcase(n, p) for n in names)]
-            if unmatched:
-                raise ValueError(
-                    f"trainable patterns {unmatched} match no backbone parameter; the backbone's "
-                    f"parameters are {names[:12]}{' ...' if len(names) > 12 else ''}"
-                )
-        bn_names = {m for m, _ in self.bn_layers}
-        self.bn_params = {n for n in names if n.rpartition(".")[0] in bn_names}
-        if bn == "train":
-            trained = bn_names
-        elif bn == "auto" and bn_train is not None:
-            trained = bn_names & set(bn_train)
-        else:
-            trained = set()
-        #: batch-norm layers that train while their group is open
-        self.bn_train = sorted(trained)
-        #: parameters of the frozen batch-norm layers, which never train
-        self.bn_frozen_params = {n for n in self.bn_params
-                                 if n.rpartition(".")[0] not in trained}
-        G = len(self.backbone)
-        # Learning-rate scale per group: the head 1, the top backbone group
-        # backbone_scale, each further group down layer_lr_decay times more.
-        self.lr_scales = [backbone_scale * layer_lr_decay ** (G - 1 - i) for i in range(G)]
-        self.lr_scales.append(1.0)
 
-    @property
-    def n_groups(self):
-        """Number of backbone groups (the head not counted)."""
-        return len(self.backbone)
+    def n_open(self, epoch, n_groups):
+        return min(n_groups, epoch // int(self.unfreeze_every))
 
-    def n_open(self, epoch):
-        """Backbone groups open (from the top) in epoch ``epoch`` (0-based)."""
-        G = self.n_groups
-        if self.strategy == "last":
-            return 0
-        if self.strategy == "top":
-            return min(G, self.n_layers)
-        if self.strategy == "gradual":
-            return min(G, epoch // self.unfreeze_every)
-        return G  # "full", "lp_ft"
 
-    def trainable_names(self, epoch):
-        """Names of the parameters that train in epoch ``epoch``."""
-        G = self.n_groups
-        if self.allowed is not None and self.strategy in ("last", "top", "full"):
-            open_names = set(self.allowed)
-        else:
-            k = self.n_open(epoch)
-            open_names = {n for g in self.backbone[G - k:] for n in g} if k else set()
-            if self.allowed is not None:
-                open_names &= self.allowed
-        open_names -= self._bn_frozen_params()
-        return open_names | set(self.head)
+class LPFT(TransferStrategy):
+    """Linear probe, then fine-tune everything (Kumar et al., 2022).
 
-    def _bn_trained(self):
-        if "bn_train" in vars(self):
-            return set(self.bn_train)
-        # a plan pickled before per-layer batch norm
-        return {m for m, _ in self.bn_layers} if self.bn == "train" else set()
+    The head is first fitted to convergence on the frozen features (L-BFGS),
+    then everything trains, the backbone at a tenth of a given ``lr`` unless
+    ``backbone_lr`` says otherwise. ``trainable`` patterns bound what opens.
 
-    def _bn_frozen_params(self):
-        if "bn_frozen_params" in vars(self):
-            return self.bn_frozen_params
-        trained = self._bn_trained()
-        return {n for n in self.bn_params if n.rpartition(".")[0] not in trained}
+    Examples
+    --------
+    >>> from sktransfer.transfer import LPFT
+    >>> LPFT().n_open(epoch=0, n_groups=3), LPFT().probes_head("keep")
+    (3, True)
+    """
 
-    def bn_modes(self):
-        """``{layer name: "train" or "freeze"}`` for every batch-norm layer outside the head."""
-        trained = self._bn_trained()
-        return {m: "train" if m in trained else "freeze" for m, _ in self.bn_layers}
+    backbone_scale = 0.1
+    opens_exactly_trainable = False
 
-    def eval_layers(self, epoch):
-        """Batch-norm layers that use their running statistics in epoch ``epoch``.
+    def n_open(self, epoch, n_groups):
+        return n_groups
 
-        The frozen layers (all of them with ``bn="freeze"``), and the trained
-        ones whose groups are still frozen.
-        """
-        trained = self._bn_trained()
-        if not trained:
-            return [m for m, _ in self.bn_layers]
-        first_open = self.n_groups - self.n_open(epoch)
-        if self.allowed is not None and self.strategy in ("last", "top", "full"):
-            open_groups = {i for i, g in enumerate(self.backbone) if self.allowed & set(g)}
-        else:
-            open_groups = set(range(first_open, self.n_groups))
-        return [m for m, i in self.bn_layers if m not in trained or i not in open_groups]
+    def probes_head(self, head):
+        return True
+
+
+#: The strategies ``strategy=`` accepts by name.
+STRATEGIES = {
+    "last": LastLayer,
+    "top": TopLayers,
+    "full": FullFineTuning,
+    "gradual": GradualUnfreezing,
+    "lp_ft": LPFT,
+}
+
+
+def get_strategy(strategy, n_layers=1, unfreeze_every=1):
+    """The strategy object for ``strategy``: a name of :data:`STRATEGIES` or an object.
+
+    A name of ``"top"`` or ``"gradual"`` is configured with ``n_layers`` or
+    ``unfreeze_every``; an object is returned as it is.
+    """
+    if isinstance(strategy, TransferStrategy):
+        return strategy
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {sorted(STRATEGIES)} or a TransferStrategy, "
+                         f"got {strategy!r}")
+    if strategy == "top":
+        return TopLayers(n_layers=n_layers)
+    if strategy == "gradual":
+        return GradualUnfreezing(unfreeze_every=unfreeze_every)
+    return STRATEGIES[strategy]()
+
+
+def __getattr__(name):
+    # TransferPlan lived here before it moved to _plan.py: fitted models pickled
+    # then still load
+    if name == "TransferPlan":
+        from ._plan import TransferPlan
+
+        return TransferPlan
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
