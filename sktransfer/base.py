@@ -945,6 +945,28 @@ class NeuralEstimatorMixin(metaclass=ABCMeta):
                                 load_best=True, sink=print if self.verbose else _quiet)
         return train_split, stopper
 
+    # ------------------------------------------------------------ transfer
+    def get_pretrained_module(self):
+        """The fitted network, to be handed over as the source of transfer learning.
+
+        :class:`~sktransfer.transfer.FineTuner` calls it for
+        ``pretrained=FrozenEstimator(fitted)``. The default hands over the
+        whole trained module with its output layer; an estimator whose
+        network is a shared feature extractor with task-specific outputs
+        (a multi-task model) hands over the extractor alone.
+
+        Returns
+        -------
+        module : nn.Module
+            A deep copy, owned by the caller.
+        has_output_layer : bool
+            Whether ``module`` ends in the model's output layer (which a
+            fine-tuner replaces), rather than in features (on which it adds
+            a head).
+        """
+        check_is_fitted(self, self._fitted_attribute)
+        return copy.deepcopy(self.net_.module_), True
+
     # --------------------------------------------------------------- weights
     def save_weights(self, path):
         """Save the fitted network's weights to ``path``.

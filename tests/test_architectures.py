@@ -1,4 +1,6 @@
-"""Every multi-task architecture: builds, learns, keeps its contract."""
+"""Every multi-task architecture: builds, learns, keeps its contract; the renamed networks."""
+
+import warnings
 
 import numpy as np
 import pytest
@@ -7,12 +9,17 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV, KFold
 
 from sktransfer import MultiTaskClassifier
+from sktransfer.modules import MLP
 from sktransfer.multitask import (
     ARCHITECTURES,
     CrossStitch,
     HardParameterSharing,
+    HardSharing,
+    HardSharingNet,
     MMoE,
     Sluice,
+    TaskConditioned,
+    TaskConditionedNet,
     TaskConditioning,
 )
 from sktransfer.multitask._hard import task_relationship_penalty
@@ -72,7 +79,13 @@ def test_layered_architectures_on_images(digits3, architecture):
 
     clf = MultiTaskClassifier(architecture=architecture, module=trunk, max_epochs=1,
                               random_state=0).fit(Xi, y_task[:300], task_ids=t[:300])
-    assert clf.predict(Xi[:5], task_ids=t[:5]).shape == (5,)
+    pred = clf.predict(Xi[:40], task_ids=t[:40])
+    assert pred.shape == (40,)
+    for task in range(3):  # each row answered with a label of its own task
+        assert set(pred[t[:40] == task]) <= set(y_task[:300][t[:300] == task])
+    with torch.no_grad():  # the image trunk's features reach the heads
+        out = clf.net_.module_.eval()(torch.as_tensor(Xi[:8], dtype=torch.float32))
+    assert out.shape == (8, 3, 10) and torch.isfinite(out).all()
 
 
 def test_independent_tasks_share_nothing(digits3):
@@ -157,7 +170,8 @@ def test_architecture_parameters_are_grid_searchable(digits3):
          "The 'task_covariance_penalty' parameter of HardParameterSharing must be"),
     ],
 )
-def test_bad_architecture_settings(digits3, architecture, module, match):
+def test_bad_architecture_settings_raise_errors_that_say_why(digits3, architecture, module,
+                                                            match):
     X, t, y_task, _ = digits3
     with pytest.raises(ValueError, match=match):
         MultiTaskClassifier(architecture=architecture, module=module,
@@ -169,3 +183,45 @@ def test_concat_conditioning_rejects_images(digits3):
     with pytest.raises(ValueError, match="use how='film' for images"):
         MultiTaskClassifier(architecture="conditioned", max_epochs=1).fit(
             X.reshape(-1, 1, 8, 8), y_task, task_ids=t)
+
+
+# ------------------------------------------------ the networks' names before 0.2
+def _hard_net(cls):
+    torch.manual_seed(0)
+    return cls(MLP(64, (16,)), 16, 3, 10, task_covariance_penalty=0.1)
+
+
+def _conditioned_net(cls):
+    torch.manual_seed(0)
+    block = torch.nn.Sequential(torch.nn.Linear(64 + 3, 16), torch.nn.ReLU())
+    return cls([block], {0}, "concat", [(64,), (16,)], 3, 10)
+
+
+@pytest.mark.parametrize("old, new, make", [
+    (HardSharing, HardSharingNet, _hard_net),
+    (TaskConditioned, TaskConditionedNet, _conditioned_net),
+], ids=["HardSharing", "TaskConditioned"])
+def test_old_network_names_warn_and_build_the_same_network(digits3, old, new, make):
+    X, t, y_task, _ = digits3
+    with pytest.warns(FutureWarning, match=rf"Class {old.__name__} is deprecated; it was "
+                                           rf"renamed {new.__name__} in 0.2"):
+        net = make(old)
+    assert isinstance(net, new)
+    fresh = make(new)
+    for (name, a), (_, b) in zip(net.state_dict().items(), fresh.state_dict().items()):
+        assert torch.equal(a, b), name
+    Xt, ids = torch.as_tensor(X[:10], dtype=torch.float32), torch.as_tensor(t[:10])
+    torch.testing.assert_close(net(Xt, ids), fresh(Xt, ids), rtol=0, atol=0)
+    # ... and it still serves as a user architecture
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # clone copies the module
+        clf = MultiTaskClassifier(architecture=net, **dict(FAST, max_epochs=3))
+        clf.fit(X[:1200], y_task[:1200], task_ids=t[:1200])
+    assert clf.score(X[1200:], y_task[1200:], task_ids=t[1200:]) > 0.5
+
+
+def test_the_new_network_names_do_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _hard_net(HardSharingNet)
+        _conditioned_net(TaskConditionedNet)

@@ -1,6 +1,7 @@
 """Behaviour of MultiTaskClassifier: learning, formats, routing, invariants, errors."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -15,7 +16,16 @@ from skorch.dataset import ValidSplit
 
 from sktransfer import MultiTaskClassifier
 from sktransfer.metrics import get_task_scorer
-from sktransfer.multitask import StaticWeighting, UncertaintyWeighting
+from sktransfer.multitask import (
+    HardSharingNet,
+    StaticWeighting,
+    TaskConditionedNet,
+    UncertaintyWeighting,
+)
+from sktransfer.multitask._gradient_weighting import _SolverWeighter
+from sktransfer.multitask._heads import TaskHeads
+from sktransfer.multitask._loss_weighting import _StaticWeighter, _UncertaintyWeighter
+from sktransfer.multitask._soft_sharing import ColumnNet
 
 FAST = dict(hidden_layer_sizes=(32,), max_epochs=12, lr=3e-3, batch_size=64, random_state=0)
 
@@ -119,7 +129,7 @@ def test_multi_target_dataframe_names_tasks(digits_multi_target):
     assert list(clf.tasks_) == ["digit", "odd", "high"]
 
 
-def test_missing_label_value(digits_multi_target):
+def test_missing_label_marks_the_missing_entries_of_an_integer_Y(digits_multi_target):
     X_tr, _, Y_tr, _ = digits_multi_target
     Y = np.where(np.isnan(Y_tr), -1, Y_tr).astype(int)
     clf = MultiTaskClassifier(missing_label=-1, **dict(FAST, max_epochs=2)).fit(X_tr, Y)
@@ -165,7 +175,7 @@ def test_images_with_the_default_conv_trunk():
 
 
 @pytest.mark.parametrize("kind", ["class", "factory", "instance"])
-def test_user_trunk(digits_tasks, kind):
+def test_user_trunk_is_used_and_copied(digits_tasks, kind):
     X_tr, _, y_tr, _, t_tr, _ = digits_tasks
 
     class Trunk(torch.nn.Module):
@@ -214,14 +224,14 @@ def test_random_state_reproducible_and_global_rng_untouched(digits_tasks):
     assert not np.array_equal(pa, pc)
 
 
-def test_thread_count_restored(digits_tasks):
+def test_fit_restores_the_thread_count(digits_tasks):
     X_tr, _, y_tr, _, t_tr, _ = digits_tasks
     before = torch.get_num_threads()
     MultiTaskClassifier(**dict(FAST, max_epochs=1)).fit(X_tr, y_tr, task_ids=t_tr)
     assert torch.get_num_threads() == before
 
 
-def test_clone_and_pickle(fitted_task_model, digits_tasks):
+def test_clone_drops_the_fit_and_pickle_keeps_the_predictions(fitted_task_model, digits_tasks):
     X_te, t_te = digits_tasks[1], digits_tasks[5]
     cloned = clone(fitted_task_model)
     assert not hasattr(cloned, "net_")
@@ -229,6 +239,50 @@ def test_clone_and_pickle(fitted_task_model, digits_tasks):
     restored = pickle.loads(pickle.dumps(fitted_task_model))
     np.testing.assert_array_equal(restored.predict_proba(X_te, task_ids=t_te),
                                   fitted_task_model.predict_proba(X_te, task_ids=t_te))
+
+
+# A model pickled by sktransfer 0.1 names its classes by their 0.1 module paths.
+OLD_PATHS = [
+    (_StaticWeighter, "sktransfer.multitask._weighting", "_StaticWeighter"),
+    (_UncertaintyWeighter, "sktransfer.multitask._weighting", "_UncertaintyWeighter"),
+    (UncertaintyWeighting, "sktransfer.multitask._weighting", "UncertaintyWeighting"),
+    (_SolverWeighter, "sktransfer.multitask._gradient_weighting", "_GradientWeighter"),
+    (HardSharingNet, "sktransfer.multitask._hard", "HardSharing"),
+    (TaskConditionedNet, "sktransfer.multitask._conditioned", "TaskConditioned"),
+    (ColumnNet, "sktransfer.multitask._columns", "ColumnNet"),
+    (TaskHeads, "sktransfer.multitask._columns", "TaskHeads"),
+]
+
+
+@pytest.mark.parametrize("architecture, weighting", [
+    ("hard", UncertaintyWeighting()), ("conditioned", "equal"), ("cross_stitch", "cagrad"),
+    ("mtan", "equal"),
+])
+def test_models_pickled_with_the_0_1_class_paths_load(digits_tasks, architecture, weighting):
+    X_tr, X_te, y_tr, _, t_tr, t_te = digits_tasks
+    clf = MultiTaskClassifier(architecture=architecture, weighting=weighting,
+                              **dict(FAST, max_epochs=1)).fit(X_tr, y_tr, task_ids=t_tr)
+    current = [(cls, cls.__module__, cls.__qualname__) for cls, _, _ in OLD_PATHS]
+    try:  # pickle by the 0.1 names
+        for cls, module, name in OLD_PATHS:
+            cls.__module__, cls.__qualname__ = module, name
+        data = pickle.dumps(clf)
+    finally:
+        for cls, module, name in current:
+            cls.__module__, cls.__qualname__ = module, name
+    old = {f"{module}.{name}" for cls, module, name in OLD_PATHS
+           if isinstance(clf.net_.module_.model, cls) or isinstance(clf.net_.module_.weighter, cls)}
+    assert old, "the model holds a class that moved"
+    for path in old:
+        assert path.rsplit(".", 1)[0].encode() in data, path
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # loading an old model does not warn
+        restored = pickle.loads(data)
+    assert type(restored.net_.module_.model) is type(clf.net_.module_.model)
+    assert type(restored.net_.module_.weighter) is type(clf.net_.module_.weighter)
+    np.testing.assert_array_equal(restored.predict_proba(X_te, task_ids=t_te),
+                                  clf.predict_proba(X_te, task_ids=t_te))
+    restored.partial_fit(X_tr, y_tr, task_ids=t_tr)  # and it trains on
 
 
 def test_safe_weights_round_trip(fitted_task_model, digits_tasks, tmp_path):
@@ -325,7 +379,7 @@ def test_task_scorer_matches_manual_per_task_mean(fitted_task_model, digits_task
         (dict(hidden_layer_sizes=(0,)), r"hidden_layer_sizes must be positive"),
     ],
 )
-def test_bad_parameters(digits_tasks, kwargs, match):
+def test_bad_parameters_raise_errors_that_name_them(digits_tasks, kwargs, match):
     X_tr, _, y_tr, _, t_tr, _ = digits_tasks
     with pytest.raises(ValueError, match=match):
         MultiTaskClassifier(**dict(FAST, max_epochs=1, **kwargs)).fit(X_tr, y_tr, task_ids=t_tr)
@@ -339,7 +393,8 @@ def test_cuda_without_gpu_is_a_clear_error(digits_tasks):
         MultiTaskClassifier(device="cuda", max_epochs=1).fit(X_tr, y_tr, task_ids=t_tr)
 
 
-def test_bad_input_errors(fitted_task_model, digits_tasks, digits_multi_target):
+def test_bad_inputs_raise_errors_that_name_the_problem(fitted_task_model, digits_tasks,
+                                                        digits_multi_target):
     X_tr, X_te, y_tr, _, t_tr, t_te = digits_tasks
     clf = MultiTaskClassifier(**dict(FAST, max_epochs=1))
     X_nan = X_tr.copy()

@@ -26,7 +26,7 @@ from sktransfer import (
     ProgressiveNetworkClassifier,
 )
 from sktransfer.base import AutocastMixin
-from sktransfer.multitask._weighting import WEIGHTINGS
+from sktransfer.multitask import WEIGHTINGS
 
 
 @pytest.fixture(scope="module")

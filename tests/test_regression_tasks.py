@@ -102,7 +102,7 @@ def test_mixed_task_format_by_name():
     ({"nope": "regression"}, r"unknown tasks \['nope'\]"),
     (["classification", "ranking"], r"task_types must be in"),
 ])
-def test_bad_task_types(task_types, match):
+def test_bad_task_types_raise_errors_that_say_what_is_wrong(task_types, match):
     X, y = load_digits(return_X_y=True)
     Y = np.column_stack([y, y % 2])
     with pytest.raises(ValueError, match=match):

@@ -88,7 +88,7 @@ def test_mgda_zero_gradient_gives_zero_step():
             np.testing.assert_allclose(w @ G, 0.0, atol=1e-12)
 
 
-def test_mgda_normalization_options():
+def test_mgda_normalizations_scale_the_gradients_before_the_solve():
     G = random_grads(3)
     losses = np.array([0.5, 2.0, 1.0])
     norms = np.linalg.norm(G, axis=1)
@@ -240,7 +240,7 @@ def test_nash_mtl_two_orthogonal_tasks_closed_form_and_clipping():
     np.testing.assert_allclose(w / w[0], [1.0, 4.0], rtol=1e-9)
 
 
-# ---------------------------------------------------------------- speed guard
+# ---------------------------------------------------------- degenerate inputs
 def test_solvers_handle_a_single_task_and_rank_deficiency():
     G = random_grads(3)
     G[2] = G[0]  # two identical tasks

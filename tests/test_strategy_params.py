@@ -59,8 +59,7 @@ from sktransfer.multitask import (
     UPGradWeighting,
     Weighting,
 )
-from sktransfer.multitask._architectures import build_architecture
-from sktransfer.multitask._weighting import get_weighting
+from sktransfer.multitask._registry import build_architecture, get_weighting
 
 KNOWN = [
     EqualWeighting, StaticWeighting, UncertaintyWeighting, DWAWeighting, RLWWeighting,

@@ -522,3 +522,26 @@ def test_transfer_strategies_registry_and_old_plans():
     from sktransfer.transfer import _strategies
 
     assert _strategies.TransferPlan is TransferPlan
+
+
+def test_estimators_hand_over_their_backbone_through_a_public_method():
+    from sklearn.frozen import FrozenEstimator
+
+    from sktransfer import MultiTaskClassifier
+    from sktransfer.continual import ContinualClassifier
+
+    X, y = _digits_small()
+    Y = np.column_stack([y, y % 2])
+    mt = MultiTaskClassifier(hidden_layer_sizes=(16,), max_epochs=2, random_state=0).fit(X, Y)
+    trunk, has_output = mt.get_pretrained_module()
+    assert has_output is False and trunk is not mt.net_.module_.model.trunk
+    assert trunk(torch.as_tensor(X[:3])).shape == (3, 16)
+    ft = FineTuner(FrozenEstimator(mt), strategy="last", random_state=0).fit(X, y)
+    assert ft.score(X, y) > 0.5
+    cross = MultiTaskClassifier(architecture="cross_stitch", hidden_layer_sizes=(16,),
+                                max_epochs=1, random_state=0).fit(X, Y)
+    with pytest.raises(ValueError, match="architecture='hard'"):
+        cross.get_pretrained_module()
+    cl = ContinualClassifier(hidden_layer_sizes=(16,), max_epochs=1, random_state=0).fit(X, y)
+    module, has_output = cl.get_pretrained_module()
+    assert has_output and module is not cl.net_.module_

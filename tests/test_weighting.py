@@ -1,6 +1,7 @@
-"""Task weightings: learning on real data, the training step's gradients, state, errors."""
+"""Task weightings: the Weighter protocol, learning on real data, the training step, errors."""
 
 import pickle
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -8,12 +9,15 @@ import torch
 from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
+from skorch.dataset import ValidSplit
 
 from sktransfer.multitask import (
     WEIGHTINGS,
+    BackwardWeighter,
     CAGradWeighting,
     DWAWeighting,
     FAMOWeighting,
+    GradientWeighter,
     GradNormWeighting,
     MGDAUBWeighting,
     MGDAWeighting,
@@ -21,8 +25,12 @@ from sktransfer.multitask import (
     NashMTLWeighting,
     PCGradWeighting,
     UPGradWeighting,
+    Weighter,
+    Weighting,
 )
 from sktransfer.multitask import _solvers as S
+from sktransfer.multitask._gradient_step import batch_task_losses
+from sktransfer.multitask._net import AcceleratedMultiTaskNet
 
 FAST = dict(hidden_layer_sizes=(32,), max_epochs=6, lr=3e-3, batch_size=64, random_state=0)
 LOSS_BASED = ["dwa", "rlw", "famo", "gradnorm"]
@@ -69,7 +77,7 @@ def test_every_weighting_learns_real_digits(digits_tasks, weighting):
 
 
 @pytest.mark.parametrize("weighting", ["mgda", "pcgrad", "famo", "gradnorm", "dwa"])
-def test_multi_target_with_missing_labels(digits3, weighting):
+def test_weighting_learns_a_multi_target_Y_with_missing_labels(digits3, weighting):
     X_tr, X_te, Y_tr, Y_te = digits3
     clf = MultiTaskClassifier(weighting=weighting, **FAST).fit(X_tr, Y_tr)
     assert clf.score(X_te, Y_te) > 0.75
@@ -321,7 +329,7 @@ class _NoSharedInfo(torch.nn.Module):
 
 
 @pytest.mark.parametrize("weighting", ["mgda", "pcgrad", "gradnorm"])
-def test_user_architecture_without_shared_parameters(digits_tasks, weighting):
+def test_gradient_weighting_needs_the_architectures_shared_parameters(digits_tasks, weighting):
     X_tr, _, y_tr, _, t_tr, _ = digits_tasks
     clf = MultiTaskClassifier(architecture=_NoSharedInfo(), weighting=weighting,
                               **dict(FAST, max_epochs=1))
@@ -361,18 +369,56 @@ def test_mgda_ub_needs_a_trunk(digits_tasks):
     (UPGradWeighting(reg_eps=-1), "The 'reg_eps' parameter of UPGradWeighting must be"),
     (NashMTLWeighting(max_norm="x"), "The 'max_norm' parameter of NashMTLWeighting must be"),
 ])
-def test_bad_weighting_parameters(digits_tasks, weighting, match):
+def test_bad_weighting_parameters_are_rejected_by_name(digits_tasks, weighting, match):
     X_tr, _, y_tr, _, t_tr, _ = digits_tasks
     with pytest.raises(ValueError, match=match):
         MultiTaskClassifier(weighting=weighting, **dict(FAST, max_epochs=1)).fit(
             X_tr, y_tr, task_ids=t_tr)
 
 
-def test_all_names_registered():
+def test_every_registered_name_builds_a_weighter_of_its_kind():
     assert set(LOSS_BASED + GRADIENT_BASED) <= set(WEIGHTINGS)
-    for name in LOSS_BASED + GRADIENT_BASED:
-        assert WEIGHTINGS[name]().get_params(deep=False) is not None
     assert isinstance(WEIGHTINGS["pcgrad"](), PCGradWeighting)
+    losses = torch.tensor([1.0, 2.0, 0.0])
+    present = torch.tensor([True, True, False])  # task 2 has no label in the batch
+    for name, cls in WEIGHTINGS.items():
+        strategy = cls([1.0, 0.5, 2.0]) if name == "static" else cls()
+        weighter = strategy.build(3)
+        if name in GRADIENT_BASED:
+            kind = GradientWeighter
+        elif name == "gradnorm":
+            kind = BackwardWeighter
+        else:
+            kind = Weighter
+            assert not isinstance(weighter, (GradientWeighter, BackwardWeighter)), name
+        assert isinstance(weighter, kind), name
+        assert weighter.sets_gradients is (kind is not Weighter), name
+        total, weights = weighter.eval()(losses, present)
+        assert weights.shape == (3,) and weights[2] == 0, name  # absent: weight 0
+        # at their initial state every weighting's total is the weighted sum
+        assert total.item() == pytest.approx((weights * losses).sum().item(), rel=1e-6), name
+
+
+def test_weighters_that_step_on_their_own_refuse_data_parallel_and_fp16():
+    own_step = set(GRADIENT_BASED) | {"gradnorm", "famo"}
+    for name, cls in WEIGHTINGS.items():
+        weighter = (cls([1.0, 1.0]) if name == "static" else cls()).build(2)
+        two = SimpleNamespace(num_processes=2, mixed_precision="no")
+        fp16 = SimpleNamespace(num_processes=1, mixed_precision="fp16")
+        if name in own_step:
+            with pytest.raises(ValueError, match="computes its own gradient step"):
+                AcceleratedMultiTaskNet.check_weighting(weighter, two, name)
+        else:
+            AcceleratedMultiTaskNet.check_weighting(weighter, two, name)
+        if weighter.sets_gradients:
+            with pytest.raises(ValueError, match="float16 loss scaling"):
+                AcceleratedMultiTaskNet.check_weighting(weighter, fp16, name)
+        else:
+            AcceleratedMultiTaskNet.check_weighting(weighter, fp16, name)
+    # a user weighter with an after_step hook steps on its own too
+    with pytest.raises(ValueError, match="computes its own gradient step"):
+        AcceleratedMultiTaskNet.check_weighting(_RecordingWeighter(), two, "recording")
+    AcceleratedMultiTaskNet.check_weighting(_MeanWeighter(), two, "mean")
 
 
 def test_nothing_shared_falls_back_to_the_plain_sum(digits_tasks):
@@ -398,3 +444,182 @@ def test_architecture_penalty_gets_its_gradient(digits3):
     for got, g, p in zip(head_grads, head_sum, pen_grads):
         expected = g if p is None else g + p
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+
+
+# --------------------------------------------------------- the Weighter protocol
+class _MeanWeighter(Weighter):
+    """The mean of the present tasks' losses: a weighter with ``forward`` only."""
+
+    def forward(self, losses, present):
+        w = present.to(losses.dtype) / present.sum()
+        return (w * losses).sum(), w
+
+
+class _RecordingWeighter(Weighter):
+    """Equal weighting that records what its hooks receive."""
+
+    def __init__(self):
+        super().__init__()
+        self.train_losses, self.n_valid, self.steps, self.epochs = [], 0, [], []
+
+    def forward(self, losses, present):
+        if self.training and torch.is_grad_enabled():
+            self.train_losses.append(losses.detach().clone())
+        else:
+            self.n_valid += 1
+        w = present.to(losses.dtype)
+        return (w * losses).sum(), w
+
+    def after_step(self, net, batch, **fit_params):
+        X, y = batch
+        losses, counts = batch_task_losses(net, batch, **fit_params)
+        self.steps.append({"net": id(net), "n_rows": len(y), "task_ids": X["task_ids"].clone(),
+                           "losses": losses.detach(), "counts": counts,
+                           "head": net.module_.model.heads.weight.detach().clone()})
+
+    def epoch_end(self, task_losses):
+        self.epochs.append(task_losses.clone())
+
+
+class _OneWeighting(Weighting):
+    """A user strategy: builds the weighter it is given a class of."""
+
+    _parameter_constraints: dict = {"weighter": [type]}
+
+    def __init__(self, weighter=_MeanWeighter):
+        self.weighter = weighter
+
+    def build(self, n_tasks, task_types=None):
+        return self.weighter()
+
+
+def test_weighter_hooks_are_documented_no_ops_and_forward_is_required():
+    with pytest.raises(TypeError, match="abstract"):
+        Weighter()
+    with pytest.raises(TypeError, match="abstract.*solve"):
+        type("NoSolve", (GradientWeighter,), {})()
+    with pytest.raises(TypeError, match="abstract.*backward"):
+        type("NoBackward", (BackwardWeighter,), {"forward": _MeanWeighter.forward})()
+    w = _MeanWeighter()
+    assert w.after_step(None, None) is None and w.epoch_end(torch.ones(2)) is None
+    assert not w.sets_gradients
+    assert GradientWeighter.level == "parameters" and GradientWeighter.sets_gradients
+
+
+def test_a_weighter_with_only_forward_trains(digits_tasks):
+    X_tr, X_te, y_tr, y_te, t_tr, t_te = digits_tasks
+    clf = MultiTaskClassifier(weighting=_OneWeighting(_MeanWeighter), **FAST)
+    clf.fit(X_tr, y_tr, task_ids=t_tr)
+    assert isinstance(clf.net_.module_.weighter, _MeanWeighter)
+    pred = clf.predict(X_te, task_ids=t_te)
+    for task, chance in [(0, 0.1), (1, 0.5), (2, 0.5)]:
+        rows = t_te == task
+        assert np.mean(pred[rows] == y_te[rows]) > chance + 0.25, task
+    # every batch of 64 rows holds all three tasks: each weighs 1/3
+    np.testing.assert_allclose(clf.net_.history[:, "train_task_weights"], 1 / 3, rtol=1e-6)
+    losses = np.array(clf.net_.history[:, "train_task_losses"])
+    assert np.all(losses[-1] < losses[0])
+
+
+def test_after_step_and_epoch_end_receive_the_step_and_the_epoch_losses(digits_tasks):
+    X_tr, _, y_tr, _, t_tr, _ = digits_tasks
+    epochs = 3
+    clf = MultiTaskClassifier(weighting=_OneWeighting(_RecordingWeighter),
+                              train_split=ValidSplit(5), **dict(FAST, max_epochs=epochs,
+                                                                batch_size=200))
+    clf.fit(X_tr, y_tr, task_ids=t_tr)
+    weighter, history = clf.net_.module_.weighter, clf.net_.history
+    # after_step: once per training batch, with the net and the batch of that step
+    n_batches = [sum(1 for b in h["batches"] if "train_loss" in b) for h in history]
+    n_rows = [sum(b["train_batch_size"] for b in h["batches"] if "train_loss" in b)
+              for h in history]
+    assert len(weighter.steps) == len(weighter.train_losses) == sum(n_batches)
+    assert {step["net"] for step in weighter.steps} == {id(clf.net_)}
+    assert weighter.n_valid > 0  # validation batches go through forward only
+    first = 0
+    for n, rows in zip(n_batches, n_rows):
+        assert sum(step["n_rows"] for step in weighter.steps[first:first + n]) == rows
+        first += n
+    for i, step in enumerate(weighter.steps):
+        counts = torch.bincount(step["task_ids"], minlength=3).to(step["counts"].dtype)
+        torch.testing.assert_close(step["counts"], counts)
+        # the optimizer has stepped: the batch's losses differ from those forward saw
+        assert not torch.equal(step["losses"], weighter.train_losses[i])
+        if i:
+            assert not torch.equal(step["head"], weighter.steps[i - 1]["head"])
+    # epoch_end: once per training epoch, with the epoch's recorded task losses
+    assert len(weighter.epochs) == epochs == len(history)
+    np.testing.assert_array_equal(torch.stack(weighter.epochs).double().numpy(),
+                                  np.array(history[:, "train_task_losses"]))
+    assert all(len(h["valid_task_losses"]) == 3 for h in history)
+
+
+class _SumOfLossesBackward(BackwardWeighter):
+    """Backpropagates the plain sum itself: equal weighting, through the custom step."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, losses, present):
+        w = present.to(losses.dtype)
+        return (w * losses).sum(), w
+
+    def backward(self, losses, present, model):
+        self.calls += 1
+        total, weights = self(losses, present)
+        total.backward()
+        return total.detach(), weights
+
+
+def test_a_backward_weighter_sets_the_gradients_itself(digits_tasks):
+    X_tr, X_te, y_tr, _, t_tr, t_te = digits_tasks
+    kw = dict(FAST, max_epochs=2, batch_size=128)
+    own = MultiTaskClassifier(weighting=_OneWeighting(_SumOfLossesBackward), **kw)
+    own.fit(X_tr, y_tr, task_ids=t_tr)
+    equal = MultiTaskClassifier(weighting="equal", **kw).fit(X_tr, y_tr, task_ids=t_tr)
+    assert own.net_.module_.weighter.calls == kw["max_epochs"] * -(-len(X_tr) // 128)
+    np.testing.assert_allclose(own.predict_proba(X_te, task_ids=t_te),
+                               equal.predict_proba(X_te, task_ids=t_te), rtol=1e-5, atol=1e-6)
+
+
+class _SumOfGradients(GradientWeighter):
+    """Weight 1 for every task's gradient; records the problems it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.problems = []
+
+    def solve(self, M, losses):
+        self.problems.append((M.copy(), losses.copy()))
+        return np.ones(len(M))
+
+
+def test_a_gradient_weighter_solves_the_gramian_of_the_present_tasks(digits3):
+    X_tr, _, Y_tr, _ = digits3
+    clf = _fitted(_OneWeighting(_SumOfGradients), X_tr, Y_tr)
+    net = clf.net_
+    problems = net.module_.weighter.problems
+    assert len(problems) == -(-len(X_tr) // FAST["batch_size"])
+    for M, losses in problems:
+        assert M.dtype == np.float64 and M.shape == (3, 3) and losses.shape == (3,)
+        np.testing.assert_allclose(M, M.T, rtol=1e-12)
+        assert np.all(np.linalg.eigvalsh(M) > -1e-9 * np.trace(M))  # a Gramian
+    # the shared update is the sum of the task gradients, as computed by hand
+    Xb, yb = _batch(X_tr, _encode(clf, Y_tr))
+    yb[:, 1] = -1  # task 1 is absent: left out of the problem
+    G, _, losses = _manual_grads(net, Xb, yb)
+    shared, _ = _step_grads(net, Xb, yb)
+    M, seen = problems[-1]
+    np.testing.assert_allclose(M, (G[[0, 2]] @ G[[0, 2]].T).numpy(), rtol=1e-4)
+    np.testing.assert_allclose(seen, losses[[0, 2]].double().numpy(), rtol=1e-6)
+    torch.testing.assert_close(shared, G[0] + G[2], rtol=1e-4, atol=1e-6)
+
+
+def test_an_unnamed_gradient_weighter_is_named_by_its_class_in_errors(digits_tasks):
+    X_tr, _, y_tr, _, t_tr, _ = digits_tasks
+    clf = MultiTaskClassifier(architecture=_NoSharedInfo(),
+                              weighting=_OneWeighting(_SumOfGradients),
+                              **dict(FAST, max_epochs=1))
+    with pytest.raises(ValueError, match="_SumOfGradients needs the parameters shared"):
+        clf.fit(X_tr, y_tr, task_ids=t_tr)

@@ -4,19 +4,18 @@ See :class:`MultiTaskClassifier` and the weighting strategies.
 """
 
 from ._architectures import (
-    ARCHITECTURES,
     MTAN,
     Architecture,
     CrossStitch,
     HardParameterSharing,
-    HardSharing,
     Independent,
     MMoE,
     Sluice,
-    TaskConditioned,
     TaskConditioning,
 )
 from ._classifier import MultiTaskClassifier
+from ._conditioned import TaskConditionedNet
+from ._deprecated import HardSharing, TaskConditioned
 from ._gradient_weighting import (
     AlignedMTLWeighting,
     CAGradWeighting,
@@ -27,45 +26,57 @@ from ._gradient_weighting import (
     PCGradWeighting,
     UPGradWeighting,
 )
-from ._loss_weighting import DWAWeighting, FAMOWeighting, GradNormWeighting, RLWWeighting
-from ._regressor import MultiTaskRegressor
-from ._weighting import (
-    WEIGHTINGS,
+from ._hard import HardSharingNet
+from ._loss_weighting import (
+    DWAWeighting,
     EqualWeighting,
+    FAMOWeighting,
+    GradNormWeighting,
+    RLWWeighting,
     StaticWeighting,
     UncertaintyWeighting,
-    Weighting,
 )
+from ._registry import ARCHITECTURES, WEIGHTINGS
+from ._regressor import MultiTaskRegressor
+from ._weighting_base import BackwardWeighter, GradientWeighter, Weighter, Weighting
 
 __all__ = [
-    "ARCHITECTURES",
-    "Architecture",
-    "CrossStitch",
-    "HardParameterSharing",
-    "Independent",
-    "MMoE",
-    "MTAN",
-    "Sluice",
-    "TaskConditioning",
-    "WEIGHTINGS",
-    "EqualWeighting",
-    "HardSharing",
     "MultiTaskClassifier",
     "MultiTaskRegressor",
-    "StaticWeighting",
-    "TaskConditioned",
-    "UncertaintyWeighting",
+    # architectures: the registry, the configuration objects, the networks
+    "ARCHITECTURES",
+    "Architecture",
+    "HardParameterSharing",
+    "Independent",
+    "TaskConditioning",
+    "CrossStitch",
+    "Sluice",
+    "MTAN",
+    "MMoE",
+    "HardSharingNet",
+    "TaskConditionedNet",
+    # weightings: the registry, the protocol, the strategies
+    "WEIGHTINGS",
     "Weighting",
-    "AlignedMTLWeighting",
-    "CAGradWeighting",
+    "Weighter",
+    "GradientWeighter",
+    "BackwardWeighter",
+    "EqualWeighting",
+    "StaticWeighting",
+    "UncertaintyWeighting",
     "DWAWeighting",
+    "RLWWeighting",
     "FAMOWeighting",
     "GradNormWeighting",
-    "IMTLWeighting",
-    "MGDAUBWeighting",
     "MGDAWeighting",
-    "NashMTLWeighting",
+    "MGDAUBWeighting",
     "PCGradWeighting",
-    "RLWWeighting",
+    "CAGradWeighting",
+    "IMTLWeighting",
     "UPGradWeighting",
+    "AlignedMTLWeighting",
+    "NashMTLWeighting",
+    # deprecated names (FutureWarning), removed in 0.3
+    "HardSharing",
+    "TaskConditioned",
 ]

@@ -1,6 +1,6 @@
-"""Multi-task architectures: configuration objects and the networks they build.
+"""Multi-task architectures: the configuration objects that build the networks.
 
-``architecture=`` takes a name of :data:`ARCHITECTURES`, an
+``architecture=`` takes a name of :data:`~._registry.ARCHITECTURES`, an
 :class:`Architecture` object (whose parameters ``GridSearchCV`` can search as
 ``architecture__<name>``), or a user ``nn.Module``. Every network built here
 has the same call contract::
@@ -17,7 +17,7 @@ columns a task does not use. A network may define ``shared_parameters()``
 
 Every architecture declares its parameters in ``_parameter_constraints`` (the
 constraint objects of :mod:`sklearn.utils._param_validation`);
-:func:`build_architecture` validates them with ``_validate_params()`` before
+:func:`~._registry.build_architecture` validates them with ``_validate_params()`` before
 anything is built, so a bad value raises
 ``sklearn.utils._param_validation.InvalidParameterError`` (a ``ValueError``).
 """
@@ -35,24 +35,20 @@ from torch import nn
 from ..base import trunk_output_shape
 from ._attention import AttentionNet
 from ._blocks import block_shapes, fresh_copy, layer_sequence, split_blocks
-from ._columns import ColumnNet
-from ._conditioned import TaskConditioned
+from ._conditioned import TaskConditionedNet
 from ._experts import MixtureOfExpertsNet
-from ._hard import HardSharing
+from ._hard import HardSharingNet
+from ._soft_sharing import ColumnNet
 
 __all__ = [
-    "ARCHITECTURES",
     "Architecture",
     "CrossStitch",
     "HardParameterSharing",
-    "HardSharing",
     "Independent",
     "MMoE",
     "MTAN",
     "Sluice",
-    "TaskConditioned",
     "TaskConditioning",
-    "build_architecture",
 ]
 
 
@@ -82,18 +78,41 @@ def _distinct_copies(make_trunk, n):
 class Architecture(BaseEstimator, metaclass=ABCMeta):
     """Base class of multi-task architectures (configuration only).
 
-    Subclasses implement ``build(make_trunk, X_example, n_tasks, n_outputs)``,
-    which returns a fresh network with the ``forward(X, task_ids=None)``
-    contract. ``make_trunk(n_inputs)`` returns a new trunk (``None``: for
-    the original input). Subclasses declare one entry of
-    ``_parameter_constraints`` per ``__init__`` parameter.
+    Subclasses implement :meth:`build`, which returns a fresh network, and
+    declare one entry of ``_parameter_constraints`` per ``__init__``
+    parameter (validated before anything is built). The network is an
+    ``nn.Module`` with
+
+    * ``forward(X, task_ids=None)``: with ``task_ids`` (a (n,) long tensor)
+      the (n, C) outputs of each row's own task, without the (n, T, C)
+      outputs of every task (``C = n_outputs``);
+    * optionally ``shared_parameters()``: the list of parameters all tasks
+      share, which the gradient-based weightings and GradNorm need (an
+      empty list: nothing is shared);
+    * optionally ``penalty()``: a scalar tensor added to the loss for the
+      last forward pass, or None;
+    * optionally a ``trunk`` module and ``heads``, for MGDA-UB
+      (``weighting="mgda_ub"``), which takes the task gradients at the
+      trunk's output.
+
+    A strategy is given to an estimator by name (a key of
+    :data:`~sktransfer.multitask.ARCHITECTURES`) or as an object:
+    ``MultiTaskClassifier(architecture=MyArchitecture(width=8))``.
     """
 
     _parameter_constraints: dict = {}
 
     @abstractmethod
     def build(self, make_trunk, X_example, n_tasks, n_outputs):
-        """A fresh network with the ``forward(X, task_ids=None)`` contract."""
+        """A fresh network for ``n_tasks`` tasks of at most ``n_outputs`` outputs each.
+
+        ``make_trunk(None)`` returns a new trunk for the input (the
+        estimator's ``module``, or its default MLP / Conv4 of
+        ``hidden_layer_sizes``); ``make_trunk(n)``, for the default MLP, one
+        that takes ``n`` input features. ``X_example`` is a (2, ...) float
+        tensor of input rows, to infer shapes. Called once per new model,
+        inside the estimator's seeded random stream.
+        """
 
 
 # A finite number >= 0 (an Interval never holds NaN, and this one excludes inf).
@@ -111,7 +130,7 @@ class HardParameterSharing(Architecture):
     task_covariance_penalty : float, default=0.0
         Weight of a penalty that couples the heads through a learned task
         covariance, in the spirit of multilinear relationship networks (see
-        :class:`HardSharing`). 0 switches it off.
+        :class:`HardSharingNet`). 0 switches it off.
 
     Examples
     --------
@@ -128,7 +147,7 @@ class HardParameterSharing(Architecture):
     def build(self, make_trunk, X_example, n_tasks, n_outputs):
         trunk = make_trunk(None)
         width = _checked_width(trunk, X_example, f"X of sample shape {tuple(X_example.shape[1:])}")
-        return HardSharing(trunk, width, n_tasks, n_outputs, self.task_covariance_penalty)
+        return HardSharingNet(trunk, width, n_tasks, n_outputs, self.task_covariance_penalty)
 
 
 class Independent(Architecture):
@@ -330,7 +349,7 @@ class TaskConditioning(Architecture):
                     f"{n_in} inputs, and the given module failed on them: {exc}"
                 ) from exc
             shapes = [tuple(X_example.shape[1:]), (width,)]
-            return TaskConditioned([trunk], {0}, "concat", shapes, n_tasks, n_outputs)
+            return TaskConditionedNet([trunk], {0}, "concat", shapes, n_tasks, n_outputs)
         blocks = split_blocks(layer_sequence(trunk, "conditioned")) if (
             self.where != "input" or isinstance(trunk, MLP)) else [trunk]
         shapes = [tuple(X_example.shape[1:])] + block_shapes(blocks, X_example)
@@ -345,49 +364,4 @@ class TaskConditioning(Architecture):
                                         widths[i + 1]), *list(block)[1:])
                 for i, block in enumerate(blocks)
             ]
-        return TaskConditioned(blocks, positions, self.how, shapes, n_tasks, n_outputs)
-
-
-#: Architecture names accepted by ``architecture=`` and the class each builds.
-ARCHITECTURES = {
-    "hard": HardParameterSharing,
-    "independent": Independent,
-    "conditioned": TaskConditioning,
-    "cross_stitch": CrossStitch,
-    "sluice": Sluice,
-    "mtan": MTAN,
-    "mmoe": MMoE,
-}
-
-
-def build_architecture(architecture, make_trunk, X_example, n_tasks, n_outputs):
-    """Build the network for ``architecture``.
-
-    Parameters
-    ----------
-    architecture : str, Architecture or nn.Module
-        A name of :data:`ARCHITECTURES`, an :class:`Architecture`, or a user
-        module with the ``forward(X, task_ids=None)`` contract (used as is).
-    make_trunk : callable
-        ``make_trunk(n_input_features)`` returns a fresh trunk (``None``: for
-        the original input shape).
-    X_example : torch.Tensor
-        A couple of input rows, to infer shapes.
-
-    The architecture's parameters are validated against its
-    ``_parameter_constraints`` first; a bad value raises
-    ``sklearn.utils._param_validation.InvalidParameterError`` (a
-    ``ValueError``) naming the parameter and the architecture.
-    """
-    if isinstance(architecture, nn.Module):
-        return architecture
-    if isinstance(architecture, str) and architecture in ARCHITECTURES:
-        architecture = ARCHITECTURES[architecture]()
-    if not isinstance(architecture, Architecture):
-        raise ValueError(
-            f"unknown architecture {architecture!r}; valid names are {sorted(ARCHITECTURES)}, "
-            "or pass a sktransfer.multitask.Architecture or an nn.Module with "
-            "forward(X, task_ids=None)"
-        )
-    architecture._validate_params()
-    return architecture.build(make_trunk, X_example, n_tasks, n_outputs)
+        return TaskConditionedNet(blocks, positions, self.how, shapes, n_tasks, n_outputs)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ._blocks import flat_width
-from ._columns import TaskHeads
+from ._heads import TaskHeads
 
 
 class _Attention(nn.Module):

@@ -26,8 +26,10 @@ class _FiLM(nn.Module):
         return h * (1 + self.gamma[task_ids].view(view)) + self.beta[task_ids].view(view)
 
 
-class TaskConditioned(nn.Module):
+class TaskConditionedNet(nn.Module):
     """Blocks with task conditioning before (position 0) and after each block.
+
+    What :class:`TaskConditioning` (``architecture="conditioned"``) builds.
 
     Parameters
     ----------
@@ -80,3 +82,7 @@ class TaskConditioned(nn.Module):
         tasks = torch.arange(self.n_tasks, device=X.device)
         out = self._run(X.repeat_interleave(self.n_tasks, dim=0), tasks.repeat(n))
         return out.view(n, self.n_tasks, -1)
+
+
+# The name sktransfer 0.1 pickled this class under.
+TaskConditioned = TaskConditionedNet

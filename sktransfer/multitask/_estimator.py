@@ -1,5 +1,6 @@
 """What MultiTaskClassifier and MultiTaskRegressor share: inputs, fit, forward."""
 
+import copy
 from numbers import Integral, Real
 
 import numpy as np
@@ -14,8 +15,10 @@ from torch import nn
 
 from .._weights import SAMPLE_WEIGHT, check_sample_weight, class_weight_table, combine_weights
 from ..base import COMMON_PARAMETER_CONSTRAINTS, NeuralEstimatorMixin, to_tensor
-from ._architectures import ARCHITECTURES, Architecture, build_architecture
+from ._architectures import Architecture
+from ._hard import HardSharingNet
 from ._net import AcceleratedMultiTaskNet, MultiTaskLoss, MultiTaskModule, MultiTaskNet
+from ._registry import ARCHITECTURES, WEIGHTINGS, build_architecture, get_weighting
 from ._targets import (
     _is_missing,
     classes_template,
@@ -27,7 +30,7 @@ from ._targets import (
     target_columns,
     validate_task_ids,
 )
-from ._weighting import WEIGHTINGS, Weighting, get_weighting
+from ._weighting_base import Weighting
 
 
 class MultiTaskMixin(NeuralEstimatorMixin):
@@ -466,6 +469,28 @@ class MultiTaskMixin(NeuralEstimatorMixin):
         if y_pred.dtype == object and classes.dtype != object:
             y_pred = y_pred.astype(classes.dtype)
         return accuracy_score(y_true, y_pred, sample_weight=sample_weight)
+
+    # --------------------------------------------------------------- transfer
+    def get_pretrained_module(self):
+        """The shared trunk, to be handed over as the source of transfer learning.
+
+        Only ``architecture="hard"`` has one trunk that every task reads; the
+        task heads are dropped, so a fine-tuner adds a head of its own.
+
+        Returns
+        -------
+        module : nn.Module
+            A deep copy of the trained trunk.
+        has_output_layer : bool
+            Always False: the trunk ends in features.
+        """
+        check_is_fitted(self, "net_")
+        model = self.net_.module_.model
+        if not isinstance(model, HardSharingNet):
+            raise ValueError(
+                f"only a multi-task model with architecture='hard' has a shared trunk that can "
+                f"be used as a pretrained backbone; this one is {type(model).__name__}")
+        return copy.deepcopy(model.trunk), False
 
     # ---------------------------------------------------------------- predict
     def _forward(self, X, task_ids):

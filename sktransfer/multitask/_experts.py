@@ -8,7 +8,7 @@ its head reads the gated sum of the expert outputs.
 import torch
 from torch import nn
 
-from ._columns import TaskHeads
+from ._heads import TaskHeads
 
 
 class MixtureOfExpertsNet(nn.Module):

@@ -29,6 +29,8 @@ of the loss-based weightings (``train_task_weights``).
 import torch
 from skorch.dataset import unpack_data
 
+from ._weighting_base import BackwardWeighter
+
 __all__ = ["gradient_train_step", "batch_task_losses", "shared_parameters"]
 
 
@@ -44,7 +46,7 @@ def shared_parameters(model, weighting_name="this weighting"):
             f"{weighting_name} needs the parameters shared by all tasks, but the shared "
             f"parameters of the architecture {type(model).__name__} cannot be found: define a "
             "method shared_parameters() on the module that returns the list of parameters "
-            "all tasks share (as HardSharing does), or use a loss-based weighting"
+            "all tasks share (as HardSharingNet does), or use a loss-based weighting"
         )
     return [p for p in getter() if p.requires_grad]
 
@@ -149,13 +151,18 @@ def _write(params, flat):
 
 
 def gradient_train_step(net, batch, **fit_params):
-    """skorch ``train_step_single`` for a gradient-based weighting; see the module docstring."""
+    """skorch ``train_step_single`` for a weighter that sets the gradients (module docstring).
+
+    The weighter is a :class:`~._weighting_base.GradientWeighter` (steps 1 to
+    5) or a :class:`~._weighting_base.BackwardWeighter`, whose ``backward``
+    replaces steps 2 to 4.
+    """
     net._set_training(True)
     Xi, yi = unpack_data(batch)
     module = net.module_
     weighter = module.weighter
-    name = repr(weighter.name)
-    representation = getattr(weighter, "level", "parameters") == "representation"
+    own_backward = isinstance(weighter, BackwardWeighter)
+    representation = not own_backward and weighter.level == "representation"
     if representation:
         y_pred, Z, Z_leaf = _split_forward(net, Xi, **fit_params)
     else:
@@ -168,8 +175,7 @@ def gradient_train_step(net, batch, **fit_params):
     if penalty is not None:
         penalty.backward(retain_graph=True)
         penalty = penalty.detach()
-    if not hasattr(weighter, "solve"):
-        # A weighting with its own backward (GradNorm).
+    if own_backward:
         total, weights = weighter.backward(losses, present, module.model)
         net._accumulate("train", losses, counts, weights, present)
         return {"loss": total if penalty is None else total + penalty, "y_pred": y_pred}
@@ -179,6 +185,7 @@ def gradient_train_step(net, batch, **fit_params):
         targets = [Z_leaf]
         shared_ids = {id(p) for p in module.model.trunk.parameters()}
     else:
+        name = type(weighter).__name__ if weighter.name is None else repr(weighter.name)
         targets = shared_parameters(module.model, name)
         shared_ids = {id(p) for p in targets}
     others = [p for p in module.model.parameters()

@@ -3,13 +3,12 @@
 Each strategy turns the per-task gradients of the shared parameters into
 one update ``d = sum_t w_t g_t``; the weights ``w`` depend on the gradients
 through their Gramian only and are computed by the solvers of
-:mod:`sktransfer.multitask._solvers`. The training step that computes the
-per-task gradients is :func:`sktransfer.multitask._gradient_step.gradient_train_step`.
-
-The weighter of these strategies has ``custom_step = True`` (the net then
-uses that step) and a ``solve(M, losses)`` method. Called as
-``weighter(losses, present)`` (for the validation loss) it returns the plain
-sum of the task losses.
+:mod:`sktransfer.multitask._solvers`. The weighters are
+:class:`~._weighting_base.GradientWeighter` modules: the net trains them
+with :func:`sktransfer.multitask._gradient_step.gradient_train_step`, which
+computes the per-task gradients and calls their ``solve(M, losses)``.
+Called as ``weighter(losses, present)`` (for the validation loss) they
+return the plain sum of the task losses.
 """
 
 from numbers import Integral, Real
@@ -17,10 +16,9 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, Options, StrOptions
-from torch import nn
 
 from . import _solvers
-from ._weighting import Weighting
+from ._weighting_base import GradientWeighter, Weighting
 
 __all__ = [
     "MGDAWeighting",
@@ -34,11 +32,8 @@ __all__ = [
 ]
 
 
-class _GradientWeighter(nn.Module):
-    """Weighter of a gradient-based strategy: ``solve(M, losses) -> weights``."""
-
-    custom_step = True
-    level = "parameters"
+class _SolverWeighter(GradientWeighter):
+    """A gradient weighter whose weights are ``solver(M, **kwargs)``."""
 
     def __init__(self, name, solver, **kwargs):
         super().__init__()
@@ -49,15 +44,15 @@ class _GradientWeighter(nn.Module):
     def solve(self, M, losses):
         return self._solver(M, **self._kwargs)
 
-    def forward(self, losses, present):
-        w = present.to(losses.dtype)
-        return (w * losses).sum(), w
-
     def extra_repr(self):
         return f"{self.name!r}"
 
 
-class _MGDAWeighter(_GradientWeighter):
+# The name sktransfer 0.1 pickled this class under.
+_GradientWeighter = _SolverWeighter
+
+
+class _MGDAWeighter(_SolverWeighter):
     def __init__(self, name, normalization, solver, level):
         super().__init__(name, None)
         self.normalization = normalization
@@ -76,7 +71,7 @@ class _MGDAWeighter(_GradientWeighter):
         return _solvers.min_norm_weights_nnls(Mn)
 
 
-class _PCGradWeighter(_GradientWeighter):
+class _PCGradWeighter(_SolverWeighter):
     def __init__(self):
         super().__init__("pcgrad", None)
 
@@ -238,8 +233,8 @@ class CAGradWeighting(Weighting):
         self.rescale = rescale
 
     def build(self, n_tasks, task_types=None):
-        return _GradientWeighter("cagrad", _solvers.cagrad_weights, c=float(self.c),
-                                 rescale=int(self.rescale))
+        return _SolverWeighter("cagrad", _solvers.cagrad_weights, c=float(self.c),
+                               rescale=int(self.rescale))
 
 
 class IMTLWeighting(Weighting):
@@ -261,7 +256,7 @@ class IMTLWeighting(Weighting):
     """
 
     def build(self, n_tasks, task_types=None):
-        return _GradientWeighter("imtl", _solvers.imtl_g_weights)
+        return _SolverWeighter("imtl", _solvers.imtl_g_weights)
 
 
 class UPGradWeighting(Weighting):
@@ -294,7 +289,7 @@ class UPGradWeighting(Weighting):
         self.reg_eps = reg_eps
 
     def build(self, n_tasks, task_types=None):
-        return _GradientWeighter("upgrad", _solvers.upgrad_weights, reg_eps=float(self.reg_eps))
+        return _SolverWeighter("upgrad", _solvers.upgrad_weights, reg_eps=float(self.reg_eps))
 
 
 class AlignedMTLWeighting(Weighting):
@@ -327,8 +322,8 @@ class AlignedMTLWeighting(Weighting):
         self.scale_mode = scale_mode
 
     def build(self, n_tasks, task_types=None):
-        return _GradientWeighter("aligned_mtl", _solvers.aligned_mtl_weights,
-                                 scale_mode=self.scale_mode)
+        return _SolverWeighter("aligned_mtl", _solvers.aligned_mtl_weights,
+                               scale_mode=self.scale_mode)
 
 
 class NashMTLWeighting(Weighting):
@@ -362,5 +357,5 @@ class NashMTLWeighting(Weighting):
         self.max_norm = max_norm
 
     def build(self, n_tasks, task_types=None):
-        return _GradientWeighter("nash_mtl", _solvers.nash_mtl_weights,
-                                 max_norm=float(self.max_norm))
+        return _SolverWeighter("nash_mtl", _solvers.nash_mtl_weights,
+                               max_norm=float(self.max_norm))

@@ -46,11 +46,12 @@ class _StackedHeads(nn.Module):
         return f"n_tasks={t}, in_features={d}, out_features={c}"
 
 
-class HardSharing(nn.Module):
+class HardSharingNet(nn.Module):
     """Hard parameter sharing: one shared trunk, one linear head per task.
 
     The classic multi-task network (Caruana, 1997): every task reads the
-    same representation ``trunk(X)`` and has its own output layer.
+    same representation ``trunk(X)`` and has its own output layer. It is
+    what :class:`HardParameterSharing` (``architecture="hard"``) builds.
 
     Parameters
     ----------
@@ -108,3 +109,7 @@ def task_relationship_penalty(weight, eps=1e-4):
         root = evals.clamp(min=eps).sqrt()
         omega_inv = (evecs / root) @ evecs.T * root.sum()
     return (omega_inv * (W @ W.T)).sum()
+
+
+# The name sktransfer 0.1 pickled this class under (and sktransfer.transfer imports).
+HardSharing = HardSharingNet

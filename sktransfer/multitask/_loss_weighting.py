@@ -1,16 +1,17 @@
-"""Loss-based task weightings: DWA, RLW, FAMO and GradNorm.
+"""Loss-based task weightings: equal, static, uncertainty, DWA, RLW, FAMO and GradNorm.
 
-These set the task weights from the losses (and, for GradNorm, from the
-gradient norms of the last shared layer) without the full per-task
-gradients. Their weighters follow the contract of
-:mod:`sktransfer.multitask._weighting` (``weighter(losses, present) ->
-(total, weights)``) and may define the optional hooks the net calls:
+These weight the task losses without the full per-task gradients: with
+fixed weights (equal, static), or with weights set from the losses (and, for
+GradNorm, from the gradient norms of the last shared layer). Their
+weighters are :class:`~._weighting_base.Weighter` modules, called as
+``weighter(losses, present) -> (total, weights)``, and use the hooks of that
+base class:
 
-* ``epoch_end(task_losses)``: after every training epoch, with the (T,)
-  mean task losses of the epoch (DWA);
-* ``after_step(net, batch)``: after every optimizer step (FAMO);
-* ``custom_step = True`` and ``backward(losses, present, model)``: the
-  weighter does the backward pass itself (GradNorm).
+* :meth:`~._weighting_base.Weighter.epoch_end`: DWA's loss history;
+* :meth:`~._weighting_base.Weighter.after_step`: FAMO's update of its
+  logits, GradNorm's renormalisation of its weights;
+* GradNorm is a :class:`~._weighting_base.BackwardWeighter`: it runs the
+  backward pass itself.
 
 State that changes during training (DWA's loss history, FAMO's logits and
 their optimizer state) is held in buffers, so it is saved and pickled with
@@ -26,9 +27,17 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from ._gradient_step import batch_task_losses, shared_parameters
-from ._weighting import Weighting
+from ._weighting_base import BackwardWeighter, Weighter, Weighting
 
-__all__ = ["DWAWeighting", "RLWWeighting", "FAMOWeighting", "GradNormWeighting"]
+__all__ = [
+    "EqualWeighting",
+    "StaticWeighting",
+    "UncertaintyWeighting",
+    "DWAWeighting",
+    "RLWWeighting",
+    "FAMOWeighting",
+    "GradNormWeighting",
+]
 
 
 # Finite numbers > 0 and >= 0 (an Interval never holds NaN, and these exclude inf).
@@ -40,8 +49,135 @@ def _updating(module):
     return module.training and torch.is_grad_enabled()
 
 
+# ------------------------------------------------------------ equal, static
+class _StaticWeighter(Weighter):
+    def __init__(self, weights):
+        super().__init__()
+        self.register_buffer("weights", torch.as_tensor(weights, dtype=torch.float32))
+        self._all_ones = bool((self.weights == 1).all())
+
+    def forward(self, losses, present):
+        if self._all_ones:
+            # An absent task's mean loss is exactly 0, so the plain sum is the
+            # weighted sum; this is the hot path of equal weighting.
+            return losses.sum(), present.to(losses.dtype)
+        w = self.weights.to(losses.dtype) * present.to(losses.dtype)
+        return (w * losses).sum(), w
+
+
+class EqualWeighting(Weighting):
+    """Sum of the per-task losses, each with weight 1.
+
+    Examples
+    --------
+    >>> from sktransfer.multitask import EqualWeighting
+    >>> EqualWeighting().build(3)
+    _StaticWeighter()
+    """
+
+    def build(self, n_tasks, task_types=None):
+        return _StaticWeighter(np.ones(n_tasks))
+
+
+class StaticWeighting(Weighting):
+    """Fixed, user-chosen task weights: ``sum_t w_t L_t``.
+
+    Parameters
+    ----------
+    weights : array-like of shape (n_tasks,) or dict
+        One non-negative weight per task, in the order of ``tasks_`` (or a
+        dict from task to weight; missing tasks get weight 1).
+
+    Examples
+    --------
+    >>> from sktransfer.multitask import StaticWeighting
+    >>> StaticWeighting([1.0, 0.5]).build(2).weights
+    tensor([1.0000, 0.5000])
+    """
+
+    # The values (finite, >= 0, one per task) depend on the tasks and are
+    # checked when the weights are resolved against them.
+    _parameter_constraints: dict = {"weights": ["array-like", dict, None]}
+
+    def __init__(self, weights=None):
+        self.weights = weights
+
+    def build(self, n_tasks, task_types=None):
+        return _StaticWeighter(task_weights_array(self.weights, n_tasks))
+
+
+def task_weights_array(weights, n_tasks, tasks=None):
+    """``weights`` (one per task, or a dict from task to weight) as a checked (T,) array."""
+    if weights is None:
+        raise ValueError("static weighting needs task weights; pass task_weights=[...]")
+    if isinstance(weights, dict):
+        if tasks is None:
+            tasks = range(n_tasks)
+        unknown = set(weights) - set(tasks)
+        if unknown:
+            raise ValueError(f"task_weights names unknown tasks {sorted(unknown, key=str)}; "
+                             f"the tasks are {list(tasks)}")
+        weights = [weights.get(t, 1.0) for t in tasks]
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n_tasks,):
+        raise ValueError(f"task_weights must have one weight per task ({n_tasks}), "
+                         f"got shape {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"task_weights must be finite and non-negative, got {w.tolist()}")
+    return w
+
+
+# ---------------------------------------------------------------- uncertainty
+class _UncertaintyWeighter(Weighter):
+    def __init__(self, n_tasks, init_log_var, regression):
+        super().__init__()
+        self.log_vars = nn.Parameter(torch.full((n_tasks,), float(init_log_var)))
+        self.register_buffer("scale", torch.where(
+            torch.as_tensor(regression, dtype=torch.bool), 0.5, 1.0))
+
+    def forward(self, losses, present):
+        s = self.log_vars.to(losses.dtype)
+        mask = present.to(losses.dtype)
+        precision = self.scale.to(losses.dtype) * torch.exp(-s)
+        total = (mask * (precision * losses + 0.5 * s)).sum()
+        return total, (precision * mask).detach()
+
+
+class UncertaintyWeighting(Weighting):
+    """Homoscedastic uncertainty weighting (Kendall, Gal & Cipolla, 2018).
+
+    Each task has a learned log-variance ``s_t = log sigma_t^2``, optimised
+    with the network. A classification task contributes
+    ``exp(-s_t) L_t + s_t / 2`` (the paper's softmax-likelihood form, eq. 10),
+    a regression task ``exp(-s_t) L_t / 2 + s_t / 2`` (eq. 7, Gaussian
+    likelihood). The recorded weight of a task is its factor on ``L_t``.
+
+    Parameters
+    ----------
+    init_log_var : float, default=0.0
+        Initial ``s_t`` for every task (0 means weight 1 for classification).
+
+    Examples
+    --------
+    >>> from sktransfer.multitask import UncertaintyWeighting
+    >>> UncertaintyWeighting().build(2).log_vars.shape
+    torch.Size([2])
+    """
+
+    _parameter_constraints: dict = {
+        "init_log_var": [Interval(Real, -np.inf, np.inf, closed="neither")],
+    }
+
+    def __init__(self, init_log_var=0.0):
+        self.init_log_var = init_log_var
+
+    def build(self, n_tasks, task_types=None):
+        regression = [t == "regression" for t in (task_types or ["classification"] * n_tasks)]
+        return _UncertaintyWeighter(n_tasks, self.init_log_var, regression)
+
+
 # ------------------------------------------------------------------------ DWA
-class _DWAWeighter(nn.Module):
+class _DWAWeighter(Weighter):
     def __init__(self, n_tasks, temperature):
         super().__init__()
         self.temperature = float(temperature)
@@ -100,7 +236,7 @@ class DWAWeighting(Weighting):
 
 
 # ------------------------------------------------------------------------ RLW
-class _RLWWeighter(nn.Module):
+class _RLWWeighter(Weighter):
     def forward(self, losses, present):
         mask = present.to(losses.dtype)
         if _updating(self):
@@ -134,7 +270,7 @@ class RLWWeighting(Weighting):
 
 
 # ----------------------------------------------------------------------- FAMO
-class _FAMOWeighter(nn.Module):
+class _FAMOWeighter(Weighter):
     def __init__(self, n_tasks, lr, gamma, update, min_losses=0.0):
         super().__init__()
         self.lr = float(lr)
@@ -244,12 +380,9 @@ class FAMOWeighting(Weighting):
 
 
 # ------------------------------------------------------------------- GradNorm
-class _GradNormWeighter(nn.Module):
-    custom_step = True
-
+class _GradNormWeighter(BackwardWeighter):
     def __init__(self, n_tasks, alpha):
         super().__init__()
-        self.name = "gradnorm"
         self.alpha = float(alpha)
         self.task_weights = nn.Parameter(torch.ones(n_tasks))
         self.register_buffer("initial_losses", torch.zeros(n_tasks))

@@ -1,12 +1,17 @@
 """The private skorch net behind the multi-task estimators.
 
-It differs from a plain :class:`skorch.NeuralNet` in one hook, ``get_loss``:
-the criterion returns per-task losses and label counts, the module's
-weighter combines them, and the per-task losses and weights of every epoch
-are written to ``history`` as ``train_task_losses`` / ``train_task_weights``
-(and ``valid_task_losses`` with a validation split), one list of T floats
-per epoch. With ``verbose=1`` its epoch table (:class:`TaskPrintLog`) prints
-those lists as one rounded column per task.
+It differs from a plain :class:`skorch.NeuralNet` in ``get_loss``: the
+criterion returns per-task losses and label counts, the module's weighter
+(a :class:`~._weighting_base.Weighter`) combines them, and the per-task
+losses and weights of every epoch are written to ``history`` as
+``train_task_losses`` / ``train_task_weights`` (and ``valid_task_losses``
+with a validation split), one list of T floats per epoch. The training step
+calls the weighter's hooks (``after_step`` after every step, ``epoch_end``
+after every epoch), and a weighter that sets the gradients itself
+(``sets_gradients``) is trained with
+:func:`~._gradient_step.gradient_train_step`. With ``verbose=1`` its epoch
+table (:class:`TaskPrintLog`) prints those lists as one rounded column per
+task.
 """
 
 from numbers import Number
@@ -20,6 +25,9 @@ from torch import nn
 from .._accelerate import AcceleratedNetMixin
 from .._weights import WeightedBatchMixin, batch_sample_weight
 from ..base import MASK_VALUE, AutocastMixin, LeanNotifyMixin
+from ._gradient_step import gradient_train_step
+from ._loss_weighting import _StaticWeighter
+from ._weighting_base import Weighter
 
 
 class MultiTaskModule(nn.Module):
@@ -163,11 +171,8 @@ class TaskPrintLog(PrintLog):
         self.max_task_columns = max_task_columns
 
     def on_epoch_end(self, net, **kwargs):
-        from ._weighting import _StaticWeighter
-
         self._task_names = getattr(net, "task_names", None)
-        weighter = getattr(getattr(net, "module_", None), "weighter", None)
-        self._static_weights = isinstance(weighter, _StaticWeighter)
+        self._static_weights = isinstance(net.module_.weighter, _StaticWeighter)
         super().on_epoch_end(net, **kwargs)
 
     def _task_columns(self, key, values):
@@ -235,18 +240,14 @@ class MultiTaskNet(WeightedBatchMixin, AutocastMixin, LeanNotifyMixin, NeuralNet
         return total if penalty is None else total + penalty
 
     def train_step_single(self, batch, **fit_params):
-        # Gradient-based weightings (MGDA, PCGrad, ..., GradNorm) run their own backward.
-        if getattr(self.module_.weighter, "custom_step", False):
-            from ._gradient_step import gradient_train_step
-
+        # Gradient-based weightings (MGDA, PCGrad, ..., GradNorm) set the gradients.
+        if self.module_.weighter.sets_gradients:
             return gradient_train_step(self, batch, **fit_params)
         return super().train_step_single(batch, **fit_params)
 
     def train_step(self, batch, **fit_params):
         step = super().train_step(batch, **fit_params)
-        after_step = getattr(self.module_.weighter, "after_step", None)
-        if after_step is not None:  # e.g. FAMO's update of its logits
-            after_step(self, batch, **fit_params)
+        self.module_.weighter.after_step(self, batch, **fit_params)  # e.g. FAMO's logits
         return step
 
     def _accumulate(self, prefix, losses, counts, weights, present):
@@ -267,10 +268,8 @@ class MultiTaskNet(WeightedBatchMixin, AutocastMixin, LeanNotifyMixin, NeuralNet
             present = present.to(losses.dtype)
             per_task = (losses * counts).sum(0) / counts.sum(0).clamp(min=1)
             self.history.record(f"{prefix}_task_losses", per_task.cpu().tolist())
-            epoch_end = getattr(self.module_.weighter, "epoch_end", None)
-            if prefix == "train" and epoch_end is not None:  # e.g. DWA's loss history
-                epoch_end(per_task)
             if prefix == "train":
+                self.module_.weighter.epoch_end(per_task)  # e.g. DWA's loss history
                 mean_w = (weights * present).sum(0) / present.sum(0).clamp(min=1)
                 self.history.record("train_task_weights", mean_w.cpu().tolist())
         super().on_epoch_end(net, dataset_train=dataset_train, dataset_valid=dataset_valid,
@@ -291,16 +290,16 @@ class AcceleratedMultiTaskNet(AcceleratedNetMixin, MultiTaskNet):
     """
 
     def train_step_single(self, batch, **fit_params):
-        if getattr(self.module_.weighter, "custom_step", False):
-            from ._gradient_step import gradient_train_step
-
+        if self.module_.weighter.sets_gradients:
             return gradient_train_step(self, batch, **fit_params)  # infer autocasts
         return super().train_step_single(batch, **fit_params)
 
     @staticmethod
     def check_weighting(weighter, accelerator, name):
         """Raise a ValueError if the weighting ``name`` cannot run on ``accelerator``."""
-        own_step = getattr(weighter, "custom_step", False) or hasattr(weighter, "after_step")
+        # A weighter with an after_step hook updates its state from its own process's
+        # batches (FAMO's logits), which the processes would not share.
+        own_step = weighter.sets_gradients or type(weighter).after_step is not Weighter.after_step
         n_processes = int(accelerator.num_processes)
         if own_step and n_processes > 1:
             raise ValueError(
@@ -308,7 +307,7 @@ class AcceleratedMultiTaskNet(AcceleratedNetMixin, MultiTaskNet):
                 f"training across {n_processes} processes cannot synchronise; use a "
                 "loss-based weighting ('equal', 'static', 'uncertainty', 'dwa', 'rlw') or "
                 "one process")
-        if getattr(weighter, "custom_step", False) and accelerator.mixed_precision == "fp16":
+        if weighter.sets_gradients and accelerator.mixed_precision == "fp16":
             raise ValueError(
                 f"weighting={name!r} sets the gradients itself, which float16 loss scaling "
                 "cannot unscale; use mixed_precision='bf16' or 'no' in the Accelerator")

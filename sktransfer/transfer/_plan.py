@@ -23,6 +23,7 @@ estimated on the target.
 
 import fnmatch
 
+from . import _strategies
 from ._strategies import TransferStrategy, get_strategy
 
 __all__ = ["BN_MODES", "TransferPlan"]
@@ -157,3 +158,9 @@ class TransferPlan:
         else:
             open_groups = set(range(first_open, self.n_groups))
         return [m for m, i in self.bn_layers if m not in trained or i not in open_groups]
+
+
+# TransferPlan lived in _strategies.py before the strategy objects: fitted models
+# pickled then name it there. Set from here, so that _strategies imports nothing
+# of this module (importing any submodule of the package imports this one first).
+_strategies.TransferPlan = TransferPlan

@@ -22,7 +22,7 @@ import os
 from sklearn.frozen import FrozenEstimator
 from torch import nn
 
-from ..base import call_module_factory, load_state_dict
+from ..base import NeuralEstimatorMixin, call_module_factory, load_state_dict
 
 __all__ = ["PRETRAINED_CONSTRAINT", "resolve_pretrained"]
 
@@ -60,20 +60,9 @@ def _module_of_estimator(est):
             f"FrozenEstimator must wrap a fitted sktransfer estimator or a fitted skorch net "
             f"(something with a trained PyTorch module); got {name}"
         )
-    module = net.module_
-    from ..multitask._architectures import HardSharing
-    from ..multitask._net import MultiTaskModule
-
-    if isinstance(module, MultiTaskModule):
-        if not isinstance(module.model, HardSharing):
-            raise ValueError(
-                f"only a multi-task model with architecture='hard' has a shared trunk that can "
-                f"be used as a pretrained backbone; this one is "
-                f"{type(module.model).__name__}"
-            )
-        # The shared trunk is the backbone; the task heads are dropped.
-        return copy.deepcopy(module.model.trunk), False
-    return copy.deepcopy(module), True
+    if isinstance(est, NeuralEstimatorMixin):  # says itself what it hands over
+        return est.get_pretrained_module()
+    return copy.deepcopy(net.module_), True
 
 
 def _call_factory(factory):

@@ -230,13 +230,3 @@ def get_strategy(strategy, n_layers=1, unfreeze_every=1):
     if strategy == "gradual":
         return GradualUnfreezing(unfreeze_every=unfreeze_every)
     return STRATEGIES[strategy]()
-
-
-def __getattr__(name):
-    # TransferPlan lived here before it moved to _plan.py: fitted models pickled
-    # then still load
-    if name == "TransferPlan":
-        from ._plan import TransferPlan
-
-        return TransferPlan
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

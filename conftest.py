@@ -1,7 +1,13 @@
+"""Test configuration shared by the test suite (tests/) and the docstring examples
+(sktransfer/, collected by ``--doctest-modules``)."""
+
 import os
 
 import pytest
 import torch
+
+# a script that the Accelerate tests launch, not a module to import for doctests
+collect_ignore = ["tests/accelerate_worker.py"]
 
 # One torch thread: the suite runs on small, shared machines.
 torch.set_num_threads(1)
