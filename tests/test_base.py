@@ -18,7 +18,7 @@ from sktransfer.base import (
 )
 
 
-def test_resolve_device():
+def test_resolve_device_accepts_cpu_and_auto_and_names_bad_devices():
     assert resolve_device("cpu") == "cpu"
     assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ValueError, match="device must be one of"):
@@ -30,7 +30,7 @@ def test_resolve_device():
             resolve_device("cuda:0")
 
 
-def test_thread_policy(monkeypatch):
+def test_torch_threads_restores_and_env_variable_sets_the_count(monkeypatch):
     before = torch.get_num_threads()
     with torch_threads(1):
         assert torch.get_num_threads() == 1

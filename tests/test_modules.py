@@ -92,7 +92,7 @@ def test_batchnorm_matches_torch_in_training_mode():
     torch.testing.assert_close(ours(X), theirs(X), rtol=1e-5, atol=1e-5)
 
 
-def test_shapes():
+def test_conv4_and_mlp_output_shapes():
     assert Conv4(hidden_channels=8)(torch.zeros(2, 1, 28, 28)).shape == (2, 8)
     assert Conv4(hidden_channels=8, out_features=5).out_features_ == 5
     assert MLP(8, (16, 4))(torch.zeros(3, 8)).shape == (3, 4)

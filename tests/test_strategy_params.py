@@ -151,8 +151,9 @@ def test_constraints_cover_exactly_the_init_parameters(cls):
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
-def test_defaults_validate(cls):
-    cls()._validate_params()
+def test_default_parameters_are_valid(cls):
+    cls()._validate_params()  # raises InvalidParameterError otherwise
+    assert set(cls._parameter_constraints) == set(cls().get_params(deep=False))
 
 
 @pytest.mark.parametrize("cls, name", PARAMS, ids=_param_id)
@@ -264,7 +265,9 @@ def test_get_strategies_and_build_validate():
     assert [type(s) for s in get_strategies(["online_ewc", "replay"])] == [EWC, Replay]
     with pytest.raises(InvalidParameterError, match=_message(LwF, "temperature")):
         LwF(temperature=np.nan).build("class")
-    assert LwF().build("class") is not None
+    from sktransfer.continual import Plugin
+
+    assert isinstance(LwF().build("class"), Plugin)
 
 
 # ------------------------------------------------------------- end to end

@@ -75,7 +75,7 @@ def test_task_scenario_and_other_estimators(split_digits):
     assert b.shape == (1,)
 
 
-def test_errors(split_digits):
+def test_bad_kind_or_eval_tasks_raise_errors_naming_them(split_digits):
     X, y, t, eval_tasks = split_digits
     with pytest.raises(ValueError, match="kind must be one of"):
         reference_accuracies(_clf(), X, y, t, eval_tasks, kind="random")

@@ -121,7 +121,7 @@ def test_fisher_layer_applied_twice_falls_back():
     assert _rel_err(fast, ref) < 1e-5
 
 
-def test_fisher_errors():
+def test_fisher_bad_kind_labels_or_method_raise_errors_naming_them():
     model = _mlp()
     X, y = _data(model)
     with pytest.raises(ValueError, match="kind"):

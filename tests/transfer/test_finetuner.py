@@ -1,7 +1,7 @@
 """FineTuner, FineTunerRegressor and PretrainedFeatures: behaviour, invariants, errors.
 
 Small networks on scikit-learn's 8x8 digits; the real source-to-target
-experiments are in test_transfer_real.py.
+experiments are in test_real_data.py.
 """
 
 import copy
@@ -310,7 +310,7 @@ def test_head_keep_add_and_errors(source, digits, target):
     ({"lr": 0}, ValueError),
     ({"net_params": {"optimizer__param_groups": []}}, ValueError),
 ])
-def test_bad_parameters(source, target, params, err):
+def test_bad_parameters_raise_errors(source, target, params, err):
     Xtr, ytr, _, _ = target
     with pytest.raises(err):
         FineTuner(source.net_.module_, max_epochs=1, **params).fit(Xtr, ytr)
@@ -367,7 +367,7 @@ def test_reproducible_and_global_rng_untouched(source, target):
     np.testing.assert_array_equal(a, b)
 
 
-def test_regressor(digits):
+def test_regressor_learns_a_two_output_linear_target(digits):
     X, _ = digits
     rng = np.random.RandomState(0)
     coef = rng.randn(64, 2).astype(np.float32)
@@ -387,7 +387,7 @@ def test_regressor(digits):
 
 
 # --------------------------------------------------------------- PretrainedFeatures
-def test_pretrained_features(source, target):
+def test_pretrained_features_equal_the_frozen_layers_outputs(source, target):
     Xtr, ytr, Xte, yte = target
     net = source.net_.module_
     pf = PretrainedFeatures(net, batch_size=7).fit(Xtr)

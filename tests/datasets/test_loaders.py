@@ -439,7 +439,7 @@ def test_mnist_download_falls_back_to_mirror(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("compress", [True, False])
-def test_mnist_synthetic(tmp_path, compress):
+def test_mnist_reads_synthetic_idx_files_plain_and_gzipped(tmp_path, compress):
     images, labels = make_mnist(tmp_path / "mnist", compress=compress)
     b = load_mnist(data_home=tmp_path, download_if_missing=False)
     np.testing.assert_array_equal(b.data[:, 0], images.astype(np.float32) / np.float32(255))

@@ -24,7 +24,7 @@ from sktransfer.metrics import get_task_scorer, make_task_scorer
 pd = pytest.importorskip("pandas")
 
 FAST = dict(hidden_layer_sizes=(16,), max_epochs=4, lr=3e-3, batch_size=64, random_state=0)
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,7 @@ def test_construction_keeps_both_digits():
     (dict(n_samples=0), "n_samples must be a positive int"),
     (dict(max_shift=9), r"max_shift must be in \[0, 4\]"),
 ])
-def test_bad_arguments(kwargs, match):
+def test_bad_arguments_raise_errors_naming_them(kwargs, match):
     X = np.zeros((3, 1, 28, 28))
     with pytest.raises(ValueError, match=match):
         make_multi_mnist(X, np.arange(3), **kwargs)

@@ -49,7 +49,7 @@ def _line_data(ax):
             for line in ax.lines]
 
 
-def test_multitask_panels(multitask):
+def test_multitask_history_has_loss_task_loss_and_weight_panels(multitask):
     h = multitask.net_.history
     axes = plot_history(multitask)
     assert isinstance(axes, np.ndarray) and len(axes) == 3
@@ -145,7 +145,7 @@ def test_continual_valid_split(digits):
     assert [seg[0, 0] for seg in ax.collections[0].get_segments()] == [2.5]
 
 
-def test_errors(multitask, continual):
+def test_unfitted_models_and_missing_keys_raise_errors_naming_them(multitask, continual):
     with pytest.raises(NotFittedError, match="not fitted"):
         plot_history(MultiTaskClassifier())
     with pytest.raises(ValueError, match="not fitted"):  # NotFittedError is a ValueError

@@ -124,7 +124,7 @@ def test_reproducible_and_fit_resets(split):
     assert a.n_tasks_ == 3
 
 
-def test_clone_pickle(split):
+def test_clone_keeps_strategies_and_unpickled_model_predicts_and_keeps_learning(split):
     X, y, t = split
     clf = ContinualClassifier(strategy=[EWC(), Replay(memory_size=30)], **FAST)
     assert clone(clf).get_params()["strategy"][1].memory_size == 30
@@ -162,7 +162,7 @@ def test_bad_input_leaves_model_unchanged(split):
     assert clf.predict(X[:3], task_ids=["a", "b", "a"]).shape == (3,)
 
 
-def test_invalid_parameters(split):
+def test_bad_parameters_raise_errors_naming_them(split):
     X, y, t = split
     for clf, match in [
         (ContinualClassifier(strategy="magic"), "The 'strategy' parameter of ContinualClassifier "
@@ -184,7 +184,7 @@ def test_invalid_parameters(split):
         ContinualClassifier(**FAST).fit(X, y, task_ids=t, eval_tasks=[(X, y)])
 
 
-def test_accuracy_matrix(split):
+def test_accuracy_matrix_diagonal_learned_and_unseen_tasks_masked_or_nan(split):
     X, y, t = split
     ev = [(X[t == k], y[t == k]) for k in range(3)]
     clf = ContinualClassifier(strategy="naive", **FAST).fit(X, y, task_ids=t, eval_tasks=ev)

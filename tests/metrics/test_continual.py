@@ -11,7 +11,7 @@ R = np.array([[0.90, 0.20, 0.10],
               [0.60, 0.80, 0.95]])
 
 
-def test_average_accuracy():
+def test_average_accuracy_is_the_mean_of_the_last_row():
     assert average_accuracy(R) == pytest.approx((0.60 + 0.80 + 0.95) / 3)
 
 
@@ -20,7 +20,7 @@ def test_backward_transfer_divides_by_T_minus_1():
     assert backward_transfer(R) == pytest.approx(expected)
 
 
-def test_forward_transfer():
+def test_forward_transfer_against_reference_before_and_after_learning():
     b = np.array([0.1, 0.1, 0.1])
     assert forward_transfer(R, b) == pytest.approx(((0.20 - 0.1) + (0.15 - 0.1)) / 2)
     scratch = np.array([0.9, 0.8, 0.9])
@@ -42,7 +42,7 @@ def test_no_forgetting_when_nothing_changes():
     assert average_accuracy(R3) == pytest.approx(0.9)
 
 
-def test_metric_errors():
+def test_bad_matrices_raise_errors_and_nan_above_the_diagonal_is_ignored():
     with pytest.raises(ValueError, match="square"):
         average_accuracy(np.zeros((2, 3)))
     for fn in (backward_transfer, forgetting):
