@@ -12,9 +12,8 @@ on the pixel values.
 
 Paths:
 
-* ``vmap``: ``MAMLModule`` with ``task_batching="vmap"`` (what
-  ``MAMLClassifier`` runs);
-* ``loop``: ``MAMLModule`` with ``task_batching="loop"`` and PyTorch's fused
+* ``vmap``: MAML's meta-model with the vmap runner (``task_batching="vmap"``);
+* ``loop``: the meta-model with the per-task loop runner and PyTorch's fused
   ``BatchNorm2d`` (which ``MAMLClassifier`` swaps in for the loop path); on
   a CPU its convolutions run channels-last where that is faster;
 * ``loop-nchw``: the same loop with channels-last turned off;
@@ -113,15 +112,15 @@ def make_iteration(path, first_order, n_query, device):
     import torch
     import torch.nn.functional as F
 
-    from sktransfer.meta._maml_module import MAMLModule
+    from sktransfer.meta._maml_module import build_maml_module
 
     # the loop paths run PyTorch's fused batch norm, as MAMLClassifier does
     learner, tasks = build(n_query, device, torch_bn=path != "vmap")
     if path in ("vmap", "loop", "loop-nchw", "compiled"):
-        model = MAMLModule(learner, inner_lr=0.4, inner_steps=1, inner_steps_test=1,
-                           first_order=first_order, learn_inner_lr=False, adapt_layers="all",
-                           task_batching="vmap" if path == "vmap" else "loop",
-                           compile_step=path == "compiled").to(device)
+        model = build_maml_module(learner, inner_lr=0.4, inner_steps=1,
+                                  first_order=first_order,
+                                  task_batching="vmap" if path == "vmap" else "loop",
+                                  compile_step=path == "compiled").to(device)
         if path == "loop-nchw":
             model.channels_last = False
 

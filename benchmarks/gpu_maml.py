@@ -30,7 +30,7 @@ import bench_maml_speed as speed  # noqa: E402
 
 def check_gradients(device):
     from sktransfer.meta._learner import Learner
-    from sktransfer.meta._maml_module import MAMLModule
+    from sktransfer.meta._maml_module import build_maml_module
     from sktransfer.modules import Conv4
 
     grads = {}
@@ -38,9 +38,8 @@ def check_gradients(device):
         torch.manual_seed(0)
         trunk = Conv4(hidden_channels=4, n_blocks=2, image_size=8, track_running_stats=False)
         learner = Learner(trunk, trunk.out_features_, 3).double().to(device)
-        module = MAMLModule(learner, inner_lr=0.3, inner_steps=2, inner_steps_test=1,
-                            first_order=False, learn_inner_lr=True, adapt_layers="all",
-                            task_batching=path).double().to(device)
+        module = build_maml_module(learner, inner_lr=0.3, inner_steps=2, first_order=False,
+                                   learn_inner_lr=True, task_batching=path).double().to(device)
         gen = torch.Generator().manual_seed(1)
         tasks = (torch.randn(4, 6, 1, 8, 8, generator=gen, dtype=torch.float64).to(device),
                  torch.arange(3).repeat(2).expand(4, 6).contiguous().to(device),
@@ -78,7 +77,9 @@ def main():
             results = {}
             for path in ("vmap", "loop", "l2l-style"):
                 torch.cuda.empty_cache()
-                results[path] = speed.worker(path, order == "first", n_query, device, iters)
+                first = order == "first"
+                results[path] = speed.time_paths([path], first, n_query, device, iters)[path]
+                results[path]["peak_mb"] = speed.peak_memory(path, first, n_query, device)
             choice, _ = choose_task_batching(device, 5 * (1 + n_query), 113_221, True)
             ref = results["l2l-style"]["seconds"]
             for path, r in results.items():

@@ -23,12 +23,13 @@ Thread policy
 -------------
 On small, busy machines PyTorch's default of one intra-op thread per core
 is many times slower than one thread for the small networks these estimators
-train (on a busy 2-core machine two threads were 6-25x slower than one).
-While an estimator fits or predicts on the CPU it therefore runs torch with
-``SKTRANSFER_NUM_THREADS`` threads if that environment variable is set, else
-with ``min(torch.get_num_threads(), max(1, n_cpus // 2))`` where ``n_cpus``
-is the number of cores this process may use; the previous setting is
-restored afterwards. Under joblib workers ``torch.get_num_threads()`` is
+train (the measurement is on the Benchmarks page, :ref:`CPU threads
+<benchmarks_threads>`). While an estimator fits or predicts on the CPU it
+therefore runs torch with ``SKTRANSFER_NUM_THREADS`` threads if that
+environment variable is set, else with
+``min(torch.get_num_threads(), max(1, n_cpus // 2))`` where ``n_cpus`` is
+the number of cores this process may use; the previous setting is restored
+afterwards. Under joblib workers ``torch.get_num_threads()`` is
 already limited by ``OMP_NUM_THREADS``, so searches with ``n_jobs`` do not
 oversubscribe either. The thread count is global to the process, so it is
 only changed from the main thread: fits running in other threads (a threaded
@@ -106,6 +107,19 @@ def parameter_constraints(**own):
     A parameter's constraint is looked up in ``own``, then in the constraints
     the class inherits, then in :data:`COMMON_PARAMETER_CONSTRAINTS`; a
     parameter with none is an error when the class is defined.
+
+    Parameters
+    ----------
+    **own : list
+        The class's own constraints, by parameter name, each a list of
+        constraints in scikit-learn's ``_parameter_constraints`` format.
+
+    Returns
+    -------
+    callable
+        The class decorator: it sets ``_parameter_constraints`` on the class
+        and returns the class. It raises ``TypeError`` for a parameter of the
+        class's ``__init__`` that has no constraint.
     """
     def decorate(cls):
         table = {**COMMON_PARAMETER_CONSTRAINTS,
@@ -124,6 +138,20 @@ def derive_seed(seed, stream):
 
     Stream 0 is ``seed`` itself; every other stream is an independent draw of
     :class:`numpy.random.SeedSequence` ``(seed, stream)``.
+
+    Parameters
+    ----------
+    seed : int
+        The seed the model drew from ``random_state`` when it was built.
+    stream : int
+        The stream: ``i`` for training unit ``i`` (the ``i``-th
+        ``partial_fit`` call after the first, or the ``i``-th task of a
+        continual ``fit``; 0 for the first), ``2**31 - 1`` for ``adapt``.
+
+    Returns
+    -------
+    int
+        ``seed`` for stream 0, else a seed in ``[0, 2**31 - 1)``.
     """
     if stream == 0:
         return int(seed)
@@ -132,7 +160,18 @@ def derive_seed(seed, stream):
 
 
 def to_tensor(a):
-    """A CPU tensor sharing ``a``'s memory where it can (a copy for read-only arrays)."""
+    """A CPU tensor sharing ``a``'s memory where it can (a copy for read-only arrays).
+
+    Parameters
+    ----------
+    a : ndarray or torch.Tensor
+        The array; a tensor is returned as it is.
+
+    Returns
+    -------
+    torch.Tensor
+        A tensor of ``a``'s dtype and shape.
+    """
     if isinstance(a, torch.Tensor):
         return a
     return torch.as_tensor(a) if a.flags.writeable else torch.tensor(a)
@@ -141,8 +180,26 @@ def to_tensor(a):
 def infer_in_chunks(fn, X, device="cpu", modules=(), chunk=INFERENCE_CHUNK):
     """``fn(batch)`` over ``X`` in chunks, in evaluation mode and without gradients.
 
-    ``modules`` are put in evaluation mode for the call and restored after.
-    Returns the outputs concatenated on the CPU as float32.
+    Parameters
+    ----------
+    fn : callable
+        Maps a tensor of rows of ``X`` (on ``device``) to a tensor of
+        outputs, one per row.
+    X : ndarray or torch.Tensor of shape (n_samples, ...)
+        The rows, ``chunk`` at a time.
+    device : str or torch.device, default="cpu"
+        Where each chunk is moved before ``fn`` sees it.
+    modules : sequence of nn.Module, default=()
+        Put in evaluation mode for the call and restored to their training
+        mode after.
+    chunk : int, default=1024
+        Rows per call of ``fn``.
+
+    Returns
+    -------
+    torch.Tensor
+        The outputs concatenated along the first dimension, as float32 on
+        the CPU (an empty tensor when ``X`` has no rows).
     """
     was = [m.training for m in modules]
     for m in modules:
@@ -160,7 +217,27 @@ def infer_in_chunks(fn, X, device="cpu", modules=(), chunk=INFERENCE_CHUNK):
 
 
 def trunk_output_shape(trunk, sample_shape):
-    """Shape of one sample's trunk output, from a dry run of two zero samples in eval mode."""
+    """Shape of one sample's trunk output, from a dry run of two zero samples in eval mode.
+
+    Parameters
+    ----------
+    trunk : nn.Module
+        The network; it runs without gradients, in the dtype and on the
+        device of its first parameter, and its training mode is restored
+        after.
+    sample_shape : tuple of int
+        Shape of one input sample, ``(n_features,)`` or ``(C, H, W)``.
+
+    Returns
+    -------
+    tuple of int
+        The shape of one sample's output, without the batch dimension.
+
+    Raises
+    ------
+    ValueError
+        If the trunk does not return a tensor of shape ``(n_samples, ...)``.
+    """
     was_training = trunk.training
     trunk.eval()
     try:
@@ -251,6 +328,12 @@ def torch_threads(n=None, force=False):
         Apply it in a worker thread too. The seeded sections of fits do, since
         they run one at a time (they hold the package's RNG lock), so a fit
         computes with the same thread count, and the same rounding, in any thread.
+
+    Yields
+    ------
+    None
+        The body of the ``with`` block runs with ``n`` threads (in a worker
+        thread without ``force``: with the count unchanged).
     """
     old = torch.get_num_threads()
     if not force and threading.current_thread() is not threading.main_thread():
@@ -271,8 +354,21 @@ def torch_threads(n=None, force=False):
 def resolve_device(device):
     """Resolve ``"auto"`` to ``"cuda"`` when available, else ``"cpu"``.
 
-    Raises a ``ValueError`` for an unknown device string or for ``"cuda"``
-    on a machine without a usable GPU.
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"cpu"``, ``"cuda"`` (optionally ``"cuda:N"``) or ``"auto"``.
+
+    Returns
+    -------
+    str
+        The device to use: ``device`` itself, or what ``"auto"`` stands for.
+
+    Raises
+    ------
+    ValueError
+        For an unknown device string, or for ``"cuda"`` on a machine without
+        a usable GPU.
     """
     if isinstance(device, torch.device):
         device = str(device)
@@ -444,7 +540,7 @@ def _to_float32(out):
 
 
 class AutocastMixin:
-    """skorch net mixin: forward passes under bfloat16 autocast for ``precision="bf16"``.
+    """A skorch net mixin: forward passes under bfloat16 autocast for ``precision="bf16"``.
 
     With ``precision="bf16"`` every forward pass of the net (training,
     validation and prediction, through :meth:`infer`) runs in
@@ -454,6 +550,16 @@ class AutocastMixin:
     gradients and optimizer state stay float32 (mixed precision). bfloat16
     has float32's exponent range, so no loss scaling is needed, unlike
     float16. ``precision="fp32"`` (the default) changes nothing.
+
+    Parameters
+    ----------
+    *args
+        Positional arguments of the skorch net (the module first).
+    precision : {"fp32", "bf16"}, default="fp32"
+        ``"bf16"``: forward passes under bfloat16 autocast; ``"fp32"``: plain
+        float32.
+    **kwargs
+        Keyword arguments of the skorch net.
     """
 
     def __init__(self, *args, precision="fp32", **kwargs):
@@ -676,7 +782,15 @@ class NeuralEstimatorMixin(metaclass=ABCMeta):
                 forward, inputs = example
                 modules = [m for m in (getattr(net, "module", None),)
                            if isinstance(m, nn.Module)]
-                infer_in_chunks(forward, inputs, ctx.device, modules=modules)
+                # the dry run goes where the module is: a net that is not
+                # initialized yet still has its module on the CPU
+                param = next((p for m in modules for p in m.parameters()
+                              if not nn.parameter.is_lazy(p)), None)
+                if param is not None:
+                    device = param.device
+                else:
+                    device = ctx.device if getattr(net, "initialized_", False) else "cpu"
+                infer_in_chunks(forward, inputs, device, modules=modules)
         return net
 
     def _reset_fitted(self):
@@ -974,6 +1088,11 @@ class NeuralEstimatorMixin(metaclass=ABCMeta):
         A path ending in ``.safetensors`` is written with safetensors; any
         other path with ``torch.save`` of a plain state dict (tensors only),
         which :meth:`load_weights` reads back with ``weights_only=True``.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file to write (replaced if it exists).
         """
         check_is_fitted(self, "net_")
         state = {k: v.detach().cpu().contiguous() for k, v in
@@ -991,6 +1110,23 @@ class NeuralEstimatorMixin(metaclass=ABCMeta):
         Files are never unpickled: safetensors files are read as tensors, and
         other files with ``torch.load(..., weights_only=True)``, which refuses
         arbitrary Python objects.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A file written by :meth:`save_weights` (a ``.safetensors`` file or
+            a torch state dict) whose keys and shapes match the fitted
+            network.
+
+        Returns
+        -------
+        self
+            The estimator, with the loaded weights.
+
+        Raises
+        ------
+        ValueError
+            If the file cannot be read safely or does not match the network.
         """
         check_is_fitted(self, "net_")
         state = load_state_dict(path)
@@ -1017,7 +1153,27 @@ def call_module_factory(factory, what):
 
 
 def load_state_dict(path, map_location="cpu"):
-    """Read a state dict from a safetensors or torch file without unpickling."""
+    """Read a state dict from a safetensors or torch file without unpickling.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``.safetensors`` file, or a file of ``torch.save`` of a state dict
+        (read with ``weights_only=True``).
+    map_location : str or torch.device, default="cpu"
+        Where the tensors are loaded.
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        The state dict.
+
+    Raises
+    ------
+    ValueError
+        If the file does not exist, is truncated or of another format, holds
+        pickled Python objects, or holds something other than a dict.
+    """
     path = str(path)
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file

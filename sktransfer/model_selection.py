@@ -67,10 +67,19 @@ class ClassDisjointSplit:
         Parameters
         ----------
         X : array-like of shape (n_samples, ...)
+            The samples; not read: the folds depend on ``y`` or ``groups``
+            alone.
         y : array-like of shape (n_samples,)
             Class labels; required unless ``groups`` is given.
         groups : array-like of shape (n_samples,), default=None
             Split whole groups instead of classes.
+
+        Yields
+        ------
+        train_index : ndarray
+            The rows of the train fold.
+        test_index : ndarray
+            The rows of the test fold.
         """
         units = groups if groups is not None else y
         if units is None:
@@ -83,7 +92,18 @@ class ClassDisjointSplit:
         yield from self._splitter().split(np.zeros(len(units)), None, units)
 
     def get_n_splits(self, X=None, y=None, groups=None):
-        """The number of splits, ``n_splits``."""
+        """The number of splits, ``n_splits``.
+
+        Parameters
+        ----------
+        X, y, groups : object, default=None
+            Ignored; present for the splitter API.
+
+        Returns
+        -------
+        int
+            ``n_splits``.
+        """
         return self.n_splits
 
 

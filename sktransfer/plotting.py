@@ -45,7 +45,8 @@ def plot_accuracy_matrix(R, *, task_names=None, ax=None, title=None, cmap="virid
 
     Returns
     -------
-    ax : matplotlib Axes
+    matplotlib Axes
+        The Axes drawn on (``ax``, or the Axes of a new figure).
 
     Examples
     --------
@@ -217,7 +218,7 @@ def plot_history(estimator, panels=None, *, task_names=None, task_boundaries=Tru
 
     Returns
     -------
-    ax : matplotlib Axes or ndarray of Axes
+    matplotlib Axes or ndarray of Axes
         One Axes when ``panels`` is a string, else an array of one Axes per
         panel.
 

@@ -614,22 +614,55 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
 
         Parameters
         ----------
-        X : array-like
-        task_ids : scalar, array-like of shape (n_samples,) or None
-            The task of the rows; needed in the ``"task"`` scenario once more
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Samples of the shape the model was fitted on.
+        task_ids : scalar, array-like of shape (n_samples,) or None, default=None
+            The task of the rows (one id for all, or one per row), among the
+            learned ``tasks_``; needed in the ``"task"`` scenario once more
             than one task is learned, ignored in the others.
 
         Returns
         -------
-        proba : ndarray of shape (n_samples, n_classes)
+        ndarray of shape (n_samples, n_classes)
+            The probability of every label of ``classes_``, float32.
         """
         return self._forward(X, task_ids)
 
     def predict(self, X, task_ids=None):
-        """Predicted labels (see :meth:`predict_proba` for ``task_ids``)."""
+        """Predicted labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Samples of the shape the model was fitted on.
+        task_ids : scalar, array-like of shape (n_samples,) or None, default=None
+            The task of the rows, as in :meth:`predict_proba`.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            The most probable label of ``classes_`` for every row.
+        """
         proba = self._forward(X, task_ids)
         return self.classes_[np.argmax(proba, axis=1)]
 
     def score(self, X, y, task_ids=None, sample_weight=None):
-        """Accuracy (see :meth:`predict_proba` for ``task_ids``)."""
+        """Accuracy of :meth:`predict` on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Test samples.
+        y : array-like of shape (n_samples,)
+            Their true labels.
+        task_ids : scalar, array-like of shape (n_samples,) or None, default=None
+            The task of the rows, as in :meth:`predict_proba`.
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Weight of each row in the accuracy.
+
+        Returns
+        -------
+        float
+            The (weighted) fraction of rows predicted right.
+        """
         return accuracy_score(y, self.predict(X, task_ids=task_ids), sample_weight=sample_weight)

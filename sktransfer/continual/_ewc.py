@@ -227,12 +227,14 @@ class EWCContinualClassifier(BaseContinualClassifier):
     max_epochs : int, default=5
         Epochs per task.
     batch_size : int, default=64
-    callbacks, train_split, device, random_state, verbose, net_params
+    callbacks, train_split
         See :class:`~sktransfer.base.NeuralEstimatorMixin`.
     early_stopping, validation_fraction, n_iter_no_change, tol
         Default ``False, 0.1, 10, 1e-4``: early stopping as in scikit-learn's
         ``MLPClassifier`` on each task;
         see :class:`~sktransfer.base.NeuralEstimatorMixin`.
+    device, random_state, verbose, net_params
+        See :class:`~sktransfer.base.NeuralEstimatorMixin`.
     precision : {"fp32", "bf16"}, default="fp32"
         ``"bf16"``: bfloat16 mixed precision.
     accelerator : None or accelerate.Accelerator, default=None

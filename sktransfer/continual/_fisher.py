@@ -144,9 +144,9 @@ def fisher_diagonal(model, X, y=None, *, kind="exact", batch_size=256, method="a
 
     Returns
     -------
-    fisher : dict of str to Tensor
-        One tensor per trainable parameter (by ``named_parameters`` name), of
-        the parameter's shape.
+    dict of str to Tensor
+        The diagonal Fisher: one tensor per trainable parameter (by
+        ``named_parameters`` name), of the parameter's shape.
 
     Examples
     --------

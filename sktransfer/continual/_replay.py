@@ -46,15 +46,24 @@ class ReservoirBuffer:
         self.n_seen = 0
         self.size = 0
         self.X = self.y = self.t = None
-        #: the samples' weights, None until weighted samples are added
+        #: The samples' weights, None until weighted samples are added.
         self.w = None
 
     def add(self, X, y, t, w=None):
         """Offer samples in order; each is kept with probability capacity / n_seen.
 
-        ``w`` (optional) holds the samples' weights in the loss; samples added
-        without weights weigh 1. Draws use the global torch generator (seeded
-        by the estimators).
+        Draws use the global torch generator (seeded by the estimators).
+
+        Parameters
+        ----------
+        X : torch.Tensor of shape (m, ...)
+            The samples' inputs.
+        y : torch.Tensor of shape (m,)
+            Their labels.
+        t : torch.Tensor of shape (m,)
+            Their task indices.
+        w : torch.Tensor of shape (m,) or None, default=None
+            Their weights in the loss; samples added without weights weigh 1.
         """
         m = X.shape[0]
         if m == 0 or self.capacity == 0:
@@ -91,10 +100,28 @@ class ReservoirBuffer:
         self.n_seen += m
 
     def sample(self, n, return_weight=False):
-        """``n`` samples drawn uniformly with replacement: (X, y, t).
+        """``n`` samples drawn uniformly with replacement from the samples held.
 
-        With ``return_weight``: (X, y, t, w), ``w`` None when the buffer holds
-        no weights.
+        Draws use the global torch generator (seeded by the estimators).
+
+        Parameters
+        ----------
+        n : int
+            Number of samples to draw.
+        return_weight : bool, default=False
+            Also return the samples' weights.
+
+        Returns
+        -------
+        X : torch.Tensor of shape (n, ...)
+            The inputs.
+        y : torch.Tensor of shape (n,)
+            The labels.
+        t : torch.Tensor of shape (n,)
+            The task indices.
+        w : torch.Tensor of shape (n,) or None
+            Only with ``return_weight=True``: the weights, None when the
+            buffer holds no weights.
         """
         idx = torch.randint(self.size, (int(n),))
         if return_weight:

@@ -66,8 +66,23 @@ __all__ = ["JointTraining", "Naive", "Plugin", "Strategy", "Task"]
 
 
 class Task:
-    """One task (experience) as tensors: inputs, encoded labels, task indices and
-    the rows' weights in the loss (``w``; None when every row weighs the same)."""
+    """One task (experience) as tensors, as the strategies' hooks receive it.
+
+    Parameters
+    ----------
+    index : int
+        The task's position in the estimator's ``tasks_`` (in the task
+        scenario, the head it trains).
+    X : torch.Tensor of shape (n_samples, ...)
+        The inputs.
+    y : torch.Tensor of shape (n_samples,)
+        The labels, encoded as indices into the estimator's ``classes_``.
+    t : torch.Tensor of shape (n_samples,)
+        The task index of every row (all ``index``, unless the task
+        concatenates several, as joint training's does).
+    w : torch.Tensor of shape (n_samples,) or None, default=None
+        The rows' weights in the loss; None when every row weighs the same.
+    """
 
     def __init__(self, index, X, y, t, w=None):
         self.index = index
@@ -118,48 +133,161 @@ class Plugin:
         """Before a task: the :class:`Task` the network trains on (default: ``task``).
 
         Joint training returns every task seen so far, concatenated.
+
+        Parameters
+        ----------
+        task : Task
+            The task about to be learned (after the previous plugins'
+            ``training_data``).
+
+        Returns
+        -------
+        Task
+            What the network trains on for this task.
         """
         return task
 
     def before_task(self, net, task):
-        """Before training on ``task`` (LwF keeps a frozen copy of the network)."""
+        """Before training on ``task`` (LwF keeps a frozen copy of the network).
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+            The estimator's private continual net (``net.module_`` is the
+            network, ``net.params`` its trainable parameters).
+        task : Task
+            The task about to be learned, as given (before
+            :meth:`training_data`).
+        """
 
     def augment_batch(self, net, X, y):
         """Every step: the mini-batch ``(X, y)`` to train on (default: unchanged).
 
-        ``X`` is the batch dict (``"X"``, ``"task_ids"`` and, for weighted
-        data, ``"sample_weight"``); rows added to a weighted batch need
-        weights too (replay adds memory samples with their weights).
+        Rows added to a weighted batch need weights too (replay adds memory
+        samples with their weights).
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+            The estimator's private continual net.
+        X : dict of str to torch.Tensor
+            The batch's inputs: ``"X"``, ``"task_ids"`` and, for weighted
+            data, ``"sample_weight"``.
+        y : torch.Tensor of shape (n_rows,)
+            The batch's encoded labels.
+
+        Returns
+        -------
+        X : dict of str to torch.Tensor
+            The inputs to train on, with the same keys.
+        y : torch.Tensor
+            Their labels.
         """
         return X, y
 
     def extra_loss(self, net, X, y_pred, y):
-        """Every step: a term added to the loss (LwF's distillation), or None."""
+        """Every step: a term added to the loss (LwF's distillation), or None.
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+            The estimator's private continual net.
+        X : dict of str to torch.Tensor
+            The batch's inputs, after :meth:`augment_batch`.
+        y_pred : torch.Tensor of shape (n_rows, n_classes)
+            The network's logits for the batch.
+        y : torch.Tensor of shape (n_rows,)
+            The batch's encoded labels.
+
+        Returns
+        -------
+        torch.Tensor or None
+            A scalar added to the batch's loss, or None to add nothing.
+        """
         return None
 
     def record_gradients(self, net, params, grads):
-        """Every step, after the backward pass: the data loss's gradients (SI's path
-        integral reads them here, before any penalty is added)."""
+        """Every step, after the backward pass: read the data loss's gradients.
+
+        SI's path integral reads them here, before any penalty is added.
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+            The estimator's private continual net.
+        params : list of torch.Tensor
+            The trainable parameters that received a gradient this step.
+        grads : list of torch.Tensor
+            Their gradients, of the data loss alone.
+        """
 
     def add_penalty_gradients(self, net, params, grads):
         """Every step: add a penalty's gradient to ``grads`` in place (EWC, SI).
 
         Quadratic penalties are added to the gradient directly, with
         ``torch._foreach_*`` operations, instead of through autograd.
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+            The estimator's private continual net.
+        params : list of torch.Tensor
+            The trainable parameters that received a gradient this step.
+        grads : list of torch.Tensor
+            Their gradients, changed in place.
         """
 
     def project_gradients(self, net, params, grads):
-        """Every step, after the penalties: change ``grads`` in place (A-GEM's projection)."""
+        """Every step, after the penalties: change ``grads`` in place (A-GEM's projection).
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+            The estimator's private continual net.
+        params : list of torch.Tensor
+            The trainable parameters that received a gradient this step.
+        grads : list of torch.Tensor
+            Their gradients, penalties included, changed in place.
+        """
 
     def after_step(self, net, params):
-        """Every step, after the optimizer step (SI accumulates its path integral)."""
+        """Every step, after the optimizer step (SI accumulates its path integral).
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+            The estimator's private continual net.
+        params : list of torch.Tensor
+            The parameters the step updated (those that received a gradient).
+        """
 
     def after_task(self, net, task):
-        """After training on ``task``: consolidate (EWC's Fisher, filling a memory)."""
+        """After training on ``task``: consolidate (EWC's Fisher, filling a memory).
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+            The estimator's private continual net, trained on the task.
+        task : Task
+            The task just learned, as given (before :meth:`training_data`).
+        """
 
     def penalty(self, net):
-        """The current value of the strategy's penalty, recorded in ``history``
-        as ``train_penalty`` at every epoch end; 0 by default."""
+        """The current value of the strategy's penalty; 0 by default.
+
+        The sum over plugins is recorded in ``history`` as ``train_penalty``
+        at every epoch end.
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+            The estimator's private continual net.
+
+        Returns
+        -------
+        float or torch.Tensor
+            The penalty's value (a scalar).
+        """
         return 0.0
 
     def rollback_shared(self):

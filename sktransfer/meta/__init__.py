@@ -3,32 +3,45 @@
 Every estimator meta-trains with ``fit(X, y, groups=None)`` on N-way K-shot
 episodes drawn from the classes of ``y`` and adapts to a new task with
 ``adapt(X_support, y_support)``, which returns a new fitted estimator.
+
+Where things are: one file per estimator (``_maml_classifier.py``,
+``_maml_regressor.py``, ``_reptile.py``, ``_protonet.py``, ``_matching.py``,
+``_relation.py``, ``_blackbox.py``, ``_baseline.py``); the gradient-based
+pieces in ``_inner_loop.py`` (the one inner loop), ``_inner_update.py``
+(inner-update strategies), ``_task_batching.py`` (vmap / loop / compiled
+runners) and ``_maml_module.py`` (MAML's meta-model); the metric learners'
+shared template in ``_metric_learner.py``; episodic training in ``_base.py``
+and ``_episodes.py``.
 """
 
 from ._baseline import BaselineFewShotClassifier
 from ._blackbox import BlackBoxMetaClassifier
 from ._episodes import Episode, EpisodeSampler, sample_episode
-from ._inner_loop import MetaLSTMUpdate, inner_loop
-from ._maml import MAMLClassifier
-from ._maml_module import choose_task_batching
+from ._inner_loop import inner_loop
+from ._inner_update import InnerUpdate, MetaLSTMUpdate, MetaSGDUpdate, SGDUpdate
+from ._maml_classifier import MAMLClassifier
 from ._maml_regressor import MAMLRegressor
 from ._matching import MatchingClassifier
 from ._protonet import PrototypicalClassifier
 from ._relation import RelationClassifier
 from ._reptile import ReptileClassifier
+from ._task_batching import choose_task_batching
 
 __all__ = [
     "BaselineFewShotClassifier",
     "BlackBoxMetaClassifier",
     "Episode",
     "EpisodeSampler",
+    "InnerUpdate",
     "MAMLClassifier",
     "MAMLRegressor",
     "MatchingClassifier",
     "MetaLSTMUpdate",
+    "MetaSGDUpdate",
     "PrototypicalClassifier",
     "RelationClassifier",
     "ReptileClassifier",
+    "SGDUpdate",
     "choose_task_batching",
     "inner_loop",
     "sample_episode",

@@ -29,7 +29,8 @@ from skorch.utils import TeeGenerator
 from ..base import INFERENCE_CHUNK, infer_in_chunks, to_tensor
 from ._episodes import EpisodeSampler
 
-__all__ = ["META_PARAMETER_CONSTRAINTS", "EpisodicNet", "FewShotClassifierMixin", "TaskSource"]
+__all__ = ["META_PARAMETER_CONSTRAINTS", "EpisodicNet", "FewShotClassifierMixin", "TaskSource",
+           "embed_in_chunks"]
 
 #: At most this many rows per class, and about this many rows in all, form the
 #: support set that ``predict`` adapts to after ``fit`` (see ``_predict_support``).
@@ -56,7 +57,7 @@ META_PARAMETER_CONSTRAINTS = {
     "first_order": ["boolean"],
     "learn_inner_lr": ["boolean"],
     "adapt_layers": [str, list, tuple],
-    "inner_optimizer": [StrOptions({"sgd", "meta_lstm"})],
+    "inner_optimizer": [StrOptions({"sgd", "meta_lstm"}), type],
     "task_batching": [StrOptions({"auto", "vmap", "loop"})],
     "compile_step": ["boolean"],
     "fce": ["boolean"],
@@ -70,6 +71,16 @@ META_PARAMETER_CONSTRAINTS = {
     "adapt_steps": [_NON_NEGATIVE_INT],
     "adapt_lr": [_FINITE_POSITIVE],
 }
+
+
+def embed_in_chunks(embed, X, chunk=PREDICT_CHUNK):
+    """``embed`` of the rows of ``X``, ``chunk`` rows per forward pass, concatenated.
+
+    How the few-shot learners embed a support set to adapt to it and the
+    queries they predict: memory stays bounded, and ``X`` of at most
+    ``chunk`` rows is one forward pass.
+    """
+    return torch.cat([embed(X[i:i + chunk]) for i in range(0, X.shape[0], chunk)])
 
 
 def state_to(state, device):
@@ -389,16 +400,36 @@ class FewShotClassifierMixin:
         return predict_adapted(self, X)
 
     def predict_proba(self, X):
-        """Class probabilities over ``classes_`` (those of ``fit``, or of the support set
-        after :meth:`adapt`).
+        """Class probabilities over ``classes_``.
+
+        ``classes_`` are the classes of ``fit``, or those of the support set
+        for an estimator returned by :meth:`adapt`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Samples of the shape the model was fitted on.
 
         Returns
         -------
         ndarray of shape (n_samples, n_classes)
+            The probability of each class of ``classes_`` (in that order)
+            for every row; each row sums to 1.
         """
         return torch.softmax(self._logits(X), dim=1).numpy()
 
     def predict(self, X):
-        """The most probable class of ``classes_`` for every row."""
+        """Predicted labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Samples of the shape the model was fitted on.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            The most probable label of ``classes_`` for every row.
+        """
         index = self._logits(X).argmax(dim=1).numpy()
         return self.classes_[index]

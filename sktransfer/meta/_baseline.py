@@ -20,8 +20,8 @@ from .._weights import (
 from ..base import NeuralEstimatorMixin, parameter_constraints
 from ._base import (
     META_PARAMETER_CONSTRAINTS,
-    PREDICT_CHUNK,
     FewShotClassifierMixin,
+    embed_in_chunks,
     state_to,
 )
 from ._learner import trunk_width
@@ -71,8 +71,7 @@ class BaselineModule(nn.Module):
     def adapt_state(self, Xs, ys, n_classes, steps=100, lr=0.01):
         """Train a new head on the frozen embeddings of the support set (full batch, Adam)."""
         with torch.no_grad():
-            feats = torch.cat([self.embed(Xs[i:i + PREDICT_CHUNK])
-                               for i in range(0, Xs.shape[0], PREDICT_CHUNK)])
+            feats = embed_in_chunks(self.embed, Xs)
         width = feats.shape[1]
         weight = torch.empty(n_classes, width, dtype=feats.dtype, device=feats.device)
         nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
@@ -116,6 +115,7 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
     Parameters
     ----------
     head : {"linear", "cosine"}, default="linear"
+        The head: linear (Baseline) or scaled cosine similarities (Baseline++).
     adapt_steps : int, default=100
         Steps of training the new head in :meth:`adapt`.
     adapt_lr : float, default=0.01
@@ -129,16 +129,32 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
         The trunk: an MLP with ``hidden_layer_sizes`` for 2-D X,
         :class:`~sktransfer.modules.Conv4` for images.
     hidden_layer_sizes : tuple of int, default=(64,)
+        Hidden layers of the default MLP trunk (2-D X only).
     optimizer : torch optimizer class, default=torch.optim.Adam
+        The optimizer of ``fit`` (``adapt`` trains the new head with Adam).
     lr : float, default=1e-3
+        The learning rate of ``fit``.
     max_epochs : int, default=10
+        Epochs of ``fit``.
     batch_size : int, default=64
-    callbacks, train_split, device, random_state, verbose, net_params
-        See :class:`~sktransfer.base.NeuralEstimatorMixin`.
+        Mini-batch size of ``fit`` (-1 for full batch).
+    callbacks : list of skorch callbacks or None, default=None
+        Passed through to the skorch net.
+    train_split : None or skorch split, default=None
+        ``None`` trains on everything; a split records validation losses.
     early_stopping, validation_fraction, n_iter_no_change, tol
         Default ``False, 0.1, 10, 1e-4``: early stopping as in scikit-learn's
         ``MLPClassifier``;
         see :class:`~sktransfer.base.NeuralEstimatorMixin`.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        ``"auto"`` picks CUDA when available.
+    random_state : int, RandomState or None, default=None
+        Seeds weight initialisation and shuffling in ``fit`` and the new head's
+        initialisation in :meth:`adapt`.
+    verbose : int, default=0
+        0 is silent; 1 prints skorch's progress bar and epoch table.
+    net_params : dict or None, default=None
+        Forwarded verbatim to the skorch net.
 
     Attributes
     ----------

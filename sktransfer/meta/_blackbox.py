@@ -6,7 +6,7 @@ from torch import nn
 from ..base import parameter_constraints
 from ._base import META_PARAMETER_CONSTRAINTS
 from ._learner import trunk_width
-from ._metric import MetricFewShotClassifier, MetricModule
+from ._metric_learner import MetricFewShotClassifier, MetricModule
 
 __all__ = ["BlackBoxMetaClassifier"]
 
@@ -65,13 +65,14 @@ class BlackBoxModule(MetricModule):
         read = self.readout(h[:, n_s:], h[:, :n_s], h[:, :n_s], need_weights=False)[0][0]
         return read[:, self.half:] @ self.slots(class_slots).T
 
-    def logits(self, fs, ys, fq, n_classes):
-        class_slots = torch.randperm(self.n_slots, device=fs.device)[:n_classes]
-        return self.run(fs, class_slots[ys], fq, class_slots)
+    def episode_logits(self, state, fq):
+        fs = state["support"]
+        class_slots = torch.randperm(self.n_slots, device=fs.device)[:state["n_classes"]]
+        return self.run(fs, class_slots[state["labels"]], fq, class_slots)
 
-    def predict_logits(self, state, X):
-        slots = torch.arange(state["n_classes"], device=X.device)
-        return self.run(state["support"], slots[state["labels"]], self.embed(X), slots)
+    def query_logits(self, state, fq):
+        slots = torch.arange(state["n_classes"], device=fq.device)
+        return self.run(state["support"], slots[state["labels"]], fq, slots)
 
 
 @parameter_constraints(**META_PARAMETER_CONSTRAINTS)

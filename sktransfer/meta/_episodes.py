@@ -15,14 +15,22 @@ __all__ = ["Episode", "EpisodeSampler", "sample_episode"]
 class Episode:
     """One N-way K-shot task: indices into the data and episode labels.
 
-    Attributes
+    :class:`EpisodeSampler` makes episodes; the constructor only stores what
+    it is given.
+
+    Parameters
     ----------
     support_index, query_index : ndarray of int
         Rows of ``X`` in the support and the query set (class-major order).
     support_labels, query_labels : ndarray of int
-        Episode labels ``0 .. n_way - 1``.
+        Episode labels ``0 .. n_way - 1`` of those rows.
     classes : ndarray
         The original labels of the ``n_way`` classes, in episode-label order.
+
+    Attributes
+    ----------
+    support_index, query_index, support_labels, query_labels, classes
+        The parameters, as given.
     """
 
     __slots__ = ("support_index", "query_index", "support_labels", "query_labels", "classes")

@@ -56,8 +56,8 @@ def use_fused_batch_norm(module):
     with the same settings and weights (in place).
 
     The same function, computed by PyTorch's fused kernel: exact with
-    second-order gradients outside :func:`torch.func.vmap` and about twice as
-    fast on a CPU, so the per-task loop path uses it.
+    second-order gradients outside :func:`torch.func.vmap` and faster on a
+    CPU (see the Benchmarks page), so the per-task loop path uses it.
     """
     from ..modules import BatchNorm2d
 

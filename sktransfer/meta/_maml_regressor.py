@@ -19,7 +19,7 @@ from ._base import (
     predict_adapted,
 )
 from ._episodes import Episode
-from ._maml import MAMLParamsMixin
+from ._maml_params import MAMLParamsMixin
 
 __all__ = ["MAMLRegressor"]
 
@@ -75,9 +75,9 @@ class MAMLRegressor(MAMLParamsMixin, NeuralEstimatorMixin, RegressorMixin, BaseE
     learn_inner_lr : bool, default=False
         Meta-SGD.
     adapt_layers : "all", "head" or list of str, default="all"
-    inner_optimizer : {"sgd", "meta_lstm"}, default="sgd"
+    inner_optimizer : {"sgd", "meta_lstm"} or InnerUpdate subclass, default="sgd"
     task_batching : {"auto", "vmap", "loop"}, default="auto"
-        See :class:`MAMLClassifier`.
+        See :class:`MAMLClassifier` (also for ``inner_optimizer``).
     compile_step : bool, default=False
         Compile the first-order step (see :class:`MAMLClassifier`).
     module : None, nn.Module class, factory or instance, default=None
@@ -242,7 +242,7 @@ class MAMLRegressor(MAMLParamsMixin, NeuralEstimatorMixin, RegressorMixin, BaseE
 
     def _build(self, ctx, data):
         module = self._maml_module(data["X"].shape[1:], ctx.hidden_layer_sizes, 1,
-                                   data["k_shot"] + data["n_query"], ctx.device, "regression")
+                                   data["k_shot"], data["n_query"], ctx.device, "regression")
         kwargs = self._net_kwargs(ctx.device)
         kwargs.pop("iterator_train__shuffle", None)
         return EpisodicNet(module, criterion=torch.nn.MSELoss, **kwargs)
@@ -282,9 +282,15 @@ class MAMLRegressor(MAMLParamsMixin, NeuralEstimatorMixin, RegressorMixin, BaseE
     def predict(self, X):
         """Predictions for the task of the last adaptation (the training rows after ``fit``).
 
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples of the shape the model was fitted on.
+
         Returns
         -------
         ndarray of shape (n_samples,)
+            The predicted targets, in the units of the ``y`` of ``fit``.
         """
         out = predict_adapted(self, X).reshape(-1)
         return out.numpy() * self.y_scale_ + self.y_mean_

@@ -8,7 +8,7 @@ from ..base import parameter_constraints
 from ._base import META_PARAMETER_CONSTRAINTS
 from ._fce import FullContextEmbedding
 from ._learner import trunk_width
-from ._metric import MetricFewShotClassifier, MetricModule
+from ._metric_learner import MetricFewShotClassifier, MetricModule
 
 __all__ = ["MatchingClassifier"]
 
@@ -33,27 +33,25 @@ class MatchingModule(MetricModule):
         probs = attention @ F.one_hot(ys, n_classes).to(attention.dtype)
         return torch.log(probs.clamp_min(1e-12))
 
-    def logits(self, fs, ys, fq, n_classes):
+    def support_state(self, fs, ys, n_classes):
         if self.fce is not None:
             fs = self.fce.embed_support(fs)
-            fq = self.fce.embed_queries(fq, fs)
-        return self.attend(fs, ys, fq, n_classes)
+        return {"support": fs, "labels": ys, "n_classes": n_classes}
 
-    def adapt_state(self, Xs, ys, n_classes, **options):
-        state = super().adapt_state(Xs, ys, n_classes, **options)
+    def episode_logits(self, state, fq):
+        gs = state["support"]
         if self.fce is not None:
-            with torch.no_grad():
-                state["support"] = self.fce.embed_support(state["support"])
-        return state
+            fq = self.fce.embed_queries(fq, gs)
+        return self.attend(gs, state["labels"], fq, state["n_classes"])
 
-    def predict_logits(self, state, X):
+    def query_logits(self, state, fq):
         if self.fce is None:
-            return super().predict_logits(state, X)
+            return self.episode_logits(state, fq)
         # float64 after the trunk: a query's f(x) and scores do not depend on the
         # other rows of its batch
         gs = state["support"].double()
-        fq = self.fce.embed_queries(self.embed(X).double(), gs)
-        return self.attend(gs, state["labels"], fq, state["n_classes"]).to(X.dtype)
+        fq64 = self.fce.embed_queries(fq.double(), gs)
+        return self.attend(gs, state["labels"], fq64, state["n_classes"]).to(fq.dtype)
 
 
 @parameter_constraints(**META_PARAMETER_CONSTRAINTS)

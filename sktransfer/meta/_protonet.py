@@ -4,7 +4,7 @@ import torch
 
 from ..base import parameter_constraints
 from ._base import META_PARAMETER_CONSTRAINTS
-from ._metric import MetricFewShotClassifier, MetricModule, class_means
+from ._metric_learner import MetricFewShotClassifier, MetricModule, class_means
 
 __all__ = ["PrototypicalClassifier"]
 
@@ -12,17 +12,12 @@ __all__ = ["PrototypicalClassifier"]
 class ProtoModule(MetricModule):
     """Logits are negative squared Euclidean distances to the class means."""
 
-    def logits(self, fs, ys, fq, n_classes):
-        protos = class_means(fs, ys, n_classes)
-        return -torch.cdist(fq, protos).pow(2)
+    def support_state(self, fs, ys, n_classes):
+        return {"labels": ys, "n_classes": n_classes,
+                "prototypes": class_means(fs, ys, n_classes)}
 
-    def adapt_state(self, Xs, ys, n_classes, **options):
-        state = super().adapt_state(Xs, ys, n_classes, **options)
-        state["prototypes"] = class_means(state.pop("support"), ys, n_classes)
-        return state
-
-    def predict_logits(self, state, X):
-        return -torch.cdist(self.embed(X), state["prototypes"]).pow(2)
+    def query_logits(self, state, fq):
+        return -torch.cdist(fq, state["prototypes"]).pow(2)
 
 
 @parameter_constraints(**META_PARAMETER_CONSTRAINTS)

@@ -9,9 +9,9 @@ from torch import nn
 from torch.func import functional_call
 
 from ..base import parameter_constraints
-from ._base import META_PARAMETER_CONSTRAINTS
+from ._base import META_PARAMETER_CONSTRAINTS, embed_in_chunks
 from ._learner import trunk_output_shape, trunk_width
-from ._metric import MetricFewShotClassifier, MetricModule, class_means
+from ._metric_learner import MetricFewShotClassifier, MetricModule, class_means
 
 __all__ = ["RelationClassifier"]
 
@@ -85,21 +85,20 @@ class RelationModule(MetricModule):
     def prototypes(self, fs, ys, n_classes):
         return class_means(fs, ys, n_classes)
 
-    def logits(self, fs, ys, fq, n_classes):
-        return self.scores(self.prototypes(fs, ys, n_classes), fq)
+    def support_state(self, fs, ys, n_classes):
+        return {"labels": ys, "n_classes": n_classes,
+                "prototypes": self.prototypes(fs, ys, n_classes)}
+
+    def episode_logits(self, state, fq):
+        return self.scores(state["prototypes"], fq)
+
+    def query_logits(self, state, fq):
+        # log of the relation scores: predict_proba is the scores normalised to sum to 1
+        scores = self.scores(state["prototypes"], fq, exact=True)
+        return torch.log(scores.clamp_min(1e-12))
 
     def loss(self, logits, y, n_classes):
         return F.mse_loss(logits, F.one_hot(y, n_classes).to(logits.dtype))
-
-    def adapt_state(self, Xs, ys, n_classes, **options):
-        state = super().adapt_state(Xs, ys, n_classes, **options)
-        state["prototypes"] = self.prototypes(state.pop("support"), ys, n_classes)
-        return state
-
-    def predict_logits(self, state, X):
-        # log of the relation scores: predict_proba is the scores normalised to sum to 1
-        scores = self.scores(state["prototypes"], self.embed(X), exact=True)
-        return torch.log(scores.clamp_min(1e-12))
 
 
 class ConvRelation(nn.Module):
@@ -155,11 +154,12 @@ class ConvRelationModule(RelationModule):
     def embed(self, X):
         return self.trunk(X)
 
-    def _embed_chunks(self, X):
-        # float64 like the queries at prediction, so that support and query maps go
-        # through the same arithmetic; in small chunks, float64 maps being large
-        return torch.cat([_double_call(self.trunk, X[i:i + EXACT_CHUNK]).to(X.dtype)
-                          for i in range(0, X.shape[0], EXACT_CHUNK)])
+    def embed_rows(self, X):
+        # float64, so that a row's map does not depend on the rows beside it (the
+        # support and the query maps go through the same arithmetic); in small
+        # chunks, float64 maps being large
+        return embed_in_chunks(lambda x: _double_call(self.trunk, x).to(x.dtype), X,
+                               EXACT_CHUNK)
 
     def prototypes(self, fs, ys, n_classes):
         flat = class_means(fs.flatten(1), ys, n_classes)
@@ -172,10 +172,6 @@ class ConvRelationModule(RelationModule):
         outs = [_double_call(self.relation, protos, fq[i:i + step])
                 for i in range(0, fq.shape[0], step)]
         return torch.sigmoid(torch.cat(outs)).to(fq.dtype)
-
-    def predict_logits(self, state, X):
-        scores = self.scores(state["prototypes"], self._embed_chunks(X), exact=True)
-        return torch.log(scores.clamp_min(1e-12))
 
 
 @parameter_constraints(**META_PARAMETER_CONSTRAINTS)

@@ -9,39 +9,48 @@ from sklearn.utils._param_validation import Interval
 
 from ..base import NeuralEstimatorMixin, parameter_constraints
 from ._base import META_PARAMETER_CONSTRAINTS, FewShotClassifierMixin
+from ._inner_loop import InnerLoopModule
+from ._inner_update import SGDUpdate
 from ._learner import Learner, build_trunk, trunk_width, use_fused_batch_norm
-from ._maml_module import MAMLModule
 
-__all__ = ["ReptileClassifier"]
+__all__ = ["ReptileClassifier", "ReptileModule"]
 
 
-class ReptileModule(MAMLModule):
-    """Reptile's meta-step: the meta-gradient is ``theta - phi`` (mean over tasks),
-    where ``phi`` is the result of ``inner_steps`` SGD steps on the task's data
-    (support and query together)."""
+class ReptileModule(InnerLoopModule):
+    """Reptile's outer update on top of the shared inner loop.
+
+    For every task of a meta-batch, ``inner_steps`` inner steps of
+    ``inner_update`` (plain SGD) on the task's data, support and query
+    together, from the current weights ``theta`` give adapted weights
+    ``phi`` (:meth:`~sktransfer.meta._inner_loop.InnerLoopModule.adapt_params`,
+    which runs :func:`~sktransfer.meta.inner_loop`); the meta-gradient is the
+    mean of ``theta - phi``, left in ``.grad`` for the outer optimizer.
+    Adaptation after meta-training is the same inner loop on a support set.
+    """
+
+    def _upgrade_state(self, state):
+        state = super()._upgrade_state(state)
+        for key in ("first_order", "task_batching", "task_batching_reason", "compile_step"):
+            state.pop(key, None)  # a ReptileModule pickled before 0.2 was a MAMLModule
+        return state
 
     def meta_step(self, tasks, backward=True):
+        """Mean loss and accuracy of the last inner step over a meta-batch; with
+        ``backward``, the meta-gradient ``theta - phi`` in ``.grad``."""
         n_tasks = tasks[0].shape[0]
         params = dict(self.learner.named_parameters())
+        theta = {k: v.detach() for k, v in params.items()}
         delta = {k: torch.zeros_like(params[k]) for k in self.adapt_names}
         total, correct = 0.0, 0.0
         for t in range(n_tasks):
             Xs, ys, Xq, yq = (a[t] for a in tasks)
             X, y = torch.cat([Xs, Xq]), torch.cat([ys, yq])
-            forward, fX, _ = self._forward_fns(None, X, X[:1], self._use_channels_last(X))
-            if self.anil:
-                fX = fX.detach()
-            fast = {k: params[k].detach().clone().requires_grad_(True) for k in self.adapt_names}
-            for _ in range(max(self.inner_steps, 1)):
-                out = forward(fast, fX)
-                loss = self.loss_fn(out, y)
-                grads = torch.autograd.grad(loss, list(fast.values()), allow_unused=True)
-                fast = {k: (v - self.inner_lr * (g if g is not None else 0)).detach()
-                        .requires_grad_(True) for (k, v), g in zip(fast.items(), grads)}
+            phi, out, loss = self.adapt_params(theta, X, y, max(self.inner_steps, 1),
+                                               self.inner_update, return_last=True)
             total += loss.detach()
             correct += (out.argmax(1) == y).float().mean().item()
             for k in delta:
-                delta[k] += (params[k].detach() - fast[k].detach()) / n_tasks
+                delta[k] += (theta[k] - phi[k]) / n_tasks
         if backward:
             for k, p in params.items():
                 p.grad = delta[k] if k in delta else torch.zeros_like(p)
@@ -164,6 +173,5 @@ class ReptileClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Classifier
         if self.module is None:
             use_fused_batch_norm(learner)  # Reptile never vmaps
         steps = self.inner_steps if self.inner_steps_test is None else self.inner_steps_test
-        return ReptileModule(learner, inner_lr=self.inner_lr, inner_steps=self.inner_steps,
-                             inner_steps_test=steps, first_order=True, learn_inner_lr=False,
-                             adapt_layers=self.adapt_layers, task_batching="loop")
+        return ReptileModule(learner, SGDUpdate(self.inner_lr), adapt_layers=self.adapt_layers,
+                             inner_steps=self.inner_steps, inner_steps_test=steps)

@@ -276,7 +276,7 @@ def reference_accuracies(estimator, X, y, task_ids, eval_tasks, *, kind="untrain
 
     Returns
     -------
-    reference : ndarray of shape (T,)
+    ndarray of shape (T,)
         ``b_j``, the score (accuracy, for a classifier) of each task's
         reference model on that task's test set; ``b_1`` is computed as well,
         though :func:`forward_transfer` does not use it.

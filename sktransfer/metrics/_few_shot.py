@@ -129,6 +129,21 @@ class FewShotScorer:
     ``GridSearchCV`` / ``cross_validate`` with a class-disjoint splitter
     (:class:`sktransfer.model_selection.ClassDisjointSplit`), so that every
     test fold holds classes the model did not see in ``fit``.
+
+    Parameters
+    ----------
+    n_way : int, default=5
+        Classes per episode (at least 2, checked by
+        :func:`make_few_shot_scorer`).
+    k_shot : int, default=1
+        Support examples per class.
+    n_query : int, default=15
+        Query examples per class.
+    n_episodes : int, default=100
+        Episodes per score.
+    random_state : int, RandomState or None, default=0
+        Draws the episodes (and seeds ``adapt``); the default 0 scores every
+        candidate of a search on the same episodes.
     """
 
     def __init__(self, n_way=5, k_shot=1, n_query=15, n_episodes=100, random_state=0):
@@ -167,9 +182,25 @@ def make_few_shot_scorer(n_way=5, k_shot=1, n_query=15, n_episodes=100, random_s
     scored on the same episodes. The parameters are checked here, so that a
     bad value fails before a search fits anything.
 
+    Parameters
+    ----------
+    n_way : int, default=5
+        Classes per episode (at least 2).
+    k_shot : int, default=1
+        Support examples per class.
+    n_query : int, default=15
+        Query examples per class.
+    n_episodes : int, default=100
+        Episodes per score.
+    random_state : int, RandomState or None, default=0
+        Draws the episodes (and seeds ``adapt``); the default 0 scores every
+        candidate of a search on the same episodes.
+
     Returns
     -------
     FewShotScorer
+        ``scorer(estimator, X, y)``: the mean query accuracy of
+        :func:`few_shot_score` with these parameters.
 
     Examples
     --------

@@ -214,9 +214,23 @@ class TaskScorer:
     def score_tasks(self, estimator, X, y, task_ids=None):
         """Each task's score, without averaging.
 
+        Parameters
+        ----------
+        estimator : estimator
+            The fitted multi-task estimator (or a pipeline or search ending in
+            one), as for calling the scorer.
+        X : array-like of shape (n_samples, ...)
+            The samples.
+        y : array-like of shape (n_samples,) or (n_samples, n_tasks)
+            Their targets: 1-D with ``task_ids``, or a 2-D ``Y`` with one
+            column per task.
+        task_ids : array-like of shape (n_samples,) or None, default=None
+            The task of each row (1-D ``y``); ``None`` for a 2-D ``Y``, a
+            single task or a model with ``task_column``.
+
         Returns
         -------
-        scores : dict
+        dict
             Task -> score, for the tasks that have rows (1-D ``y``) or
             labelled entries (2-D ``Y``) and a metric (``None`` leaves a task
             out), in the order of the fitted ``tasks_``. ``average`` is not

@@ -22,6 +22,20 @@ class HardSharing(HardSharingNet):
        ``HardSharing`` was renamed :class:`HardSharingNet` (the network;
        :class:`HardParameterSharing` is the ``architecture=`` object that
        builds it) and will be removed in 0.3.
+
+    Parameters
+    ----------
+    trunk : nn.Module
+        Maps X to a (n, d) representation.
+    n_features : int
+        ``d``, the trunk's output width.
+    n_tasks : int
+        Number of tasks.
+    n_outputs : int
+        Width of every head (the largest number of classes over tasks).
+    task_covariance_penalty : float, default=0.0
+        Weight of the task-relationship penalty on the heads (see
+        :class:`HardSharingNet`).
     """
 
 
@@ -33,4 +47,21 @@ class TaskConditioned(TaskConditionedNet):
        ``TaskConditioned`` was renamed :class:`TaskConditionedNet` (the
        network; :class:`TaskConditioning` is the ``architecture=`` object
        that builds it) and will be removed in 0.3.
+
+    Parameters
+    ----------
+    blocks : list of nn.Module
+        The trunk's blocks, built to accept the widened inputs that
+        concatenation produces.
+    positions : set of int
+        Where the task enters: 0 is the input, ``l`` the output of block ``l``.
+    how : {"concat", "film"}
+        A one-hot task vector concatenated, or a learned per-task scale and
+        shift (FiLM).
+    shapes : list of tuple
+        Shape of the features at every position ``0 .. L`` (before widening).
+    n_tasks : int
+        Number of tasks.
+    n_outputs : int
+        Width of the output layer.
     """

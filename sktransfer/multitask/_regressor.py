@@ -53,17 +53,48 @@ class MultiTaskRegressor(MultiTaskMixin, RegressorMixin, BaseEstimator):
 
     Parameters
     ----------
-    architecture : {"hard", "conditioned"} or nn.Module, default="hard"
-        ``"hard"``: a shared trunk with one linear head per task.
-        ``"conditioned"``: one network whose input is the features
-        concatenated with a one-hot task vector. An ``nn.Module`` with
-        ``forward(X, task_ids=None)`` (see
-        :mod:`sktransfer.multitask._architectures`) is used as given.
+    architecture : str, Architecture or nn.Module, default="hard"
+        How the tasks share the network. A name of
+        ``sktransfer.multitask.ARCHITECTURES``, which builds that
+        architecture with its defaults: ``"hard"`` (a shared trunk with one
+        linear head per task), ``"independent"`` (one network per task,
+        nothing shared), ``"conditioned"`` (one network for every task, told
+        the task by a one-hot vector appended to the input),
+        ``"cross_stitch"`` (a column per task, mixed after every block),
+        ``"sluice"`` (cross-stitch with
+        subspaces and a learned mix of the layers' outputs), ``"mtan"`` (a
+        shared trunk with per-task attention masks) or ``"mmoe"`` (a
+        multi-gate mixture of experts). Or an
+        :class:`~sktransfer.multitask.Architecture` object
+        (:class:`~sktransfer.multitask.HardParameterSharing`,
+        :class:`~sktransfer.multitask.Independent`,
+        :class:`~sktransfer.multitask.TaskConditioning`,
+        :class:`~sktransfer.multitask.CrossStitch`,
+        :class:`~sktransfer.multitask.Sluice`,
+        :class:`~sktransfer.multitask.MTAN`,
+        :class:`~sktransfer.multitask.MMoE`; their pages describe each), whose
+        parameters are searchable as ``architecture__<name>``. Or an
+        ``nn.Module`` with ``forward(X, task_ids=None)`` (see
+        :mod:`sktransfer.multitask._architectures`), used as given.
     weighting : str or Weighting, default="equal"
-        How per-task losses are combined: ``"equal"``, ``"static"`` (with
-        ``task_weights``), ``"uncertainty"`` (Kendall et al., 2018), or a
-        :class:`~sktransfer.multitask.Weighting` object, whose parameters are
-        searchable as ``weighting__<name>``.
+        How the per-task losses are combined. A name of
+        ``sktransfer.multitask.WEIGHTINGS``, which builds that weighting with
+        its defaults. Weights from the losses: ``"equal"`` (their sum),
+        ``"static"`` (fixed ``task_weights``), ``"uncertainty"`` (learned
+        homoscedastic uncertainty, Kendall et al., 2018), ``"dwa"`` (dynamic
+        weight averaging), ``"rlw"`` (random loss weighting), ``"famo"``
+        (fast adaptive multitask optimisation). Weights from the tasks'
+        gradients: ``"gradnorm"`` (gradient normalisation), ``"mgda"``
+        (multiple-gradient descent), ``"mgda_ub"`` (MGDA on the shared
+        representation), ``"pcgrad"`` (projecting conflicting gradients),
+        ``"cagrad"`` (conflict-averse gradient descent), ``"imtl"``
+        (impartial multi-task learning), ``"upgrad"`` (unconflicting
+        projection of gradients), ``"aligned_mtl"`` (Aligned-MTL) and
+        ``"nash_mtl"`` (Nash-MTL). Or a
+        :class:`~sktransfer.multitask.Weighting` object (the class of each
+        name, such as :class:`~sktransfer.multitask.UncertaintyWeighting`,
+        is on the API page with its parameters and reference), whose
+        parameters are searchable as ``weighting__<name>``.
     task_weights : array-like, dict or None, default=None
         Static weights, one per task in the order of ``tasks_`` (or a dict
         from task to weight). Used with ``"equal"``/``"static"``.
@@ -212,7 +243,26 @@ class MultiTaskRegressor(MultiTaskMixin, RegressorMixin, BaseEstimator):
         return np.float64 if all(tp == "regression" for tp in self.task_types_) else object
 
     def predict(self, X, task_ids=None):
-        """Predicted targets: (n_samples,) in the task format, (n_samples, n_tasks) for 2-D Y."""
+        """Predicted targets: (n_samples,) in the task format, (n_samples, n_tasks) for 2-D Y.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Samples of the shape the model was fitted on (with the task
+            column, for a model with ``task_column``).
+        task_ids : array-like of shape (n_samples,) or None, default=None
+            The task of each row (task format). Needed by a model of several
+            tasks unless it has ``task_column``; a model fitted on a 2-D
+            ``Y`` takes none.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_tasks)
+            Task format: each row's prediction for its own task. 2-D ``Y``:
+            one column per task. float64 when every task is a regression
+            task; the labels of classification tasks can make it an object
+            array.
+        """
         pred = self._predict(X, task_ids)
         return pred.astype(np.float64) if pred.dtype.kind == "f" else pred
 
@@ -223,9 +273,19 @@ class MultiTaskRegressor(MultiTaskMixin, RegressorMixin, BaseEstimator):
         Only when a task is a classification task; the format is
         :meth:`MultiTaskClassifier.predict_proba`'s.
 
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Samples of the shape the model was fitted on (with the task
+            column, for a model with ``task_column``).
+        task_ids : array-like of shape (n_samples,) or None, default=None
+            The task of each row (task format). Needed by a model of several
+            tasks unless it has ``task_column``; a model fitted on a 2-D
+            ``Y`` takes none.
+
         Returns
         -------
-        proba : ndarray of shape (n_samples, n_classes) or list of ndarray
+        ndarray of shape (n_samples, n_classes) or list of ndarray
             Task format: probabilities over ``classes_`` (zero for labels the
             row's task does not have; NaN for rows of a regression task).
             2-D ``Y``: one (n_samples, n_classes_t) array per task, None for a
@@ -239,5 +299,25 @@ class MultiTaskRegressor(MultiTaskMixin, RegressorMixin, BaseEstimator):
         A single task gives scikit-learn's usual ``r2_score``. A
         classification task (see ``task_types``) is scored by its accuracy,
         which this mean then includes.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+            Test samples of the shape the model was fitted on (with the task
+            column, for a model with ``task_column``).
+        y : array-like of shape (n_samples,) or (n_samples, n_tasks)
+            The true targets, in the format the model was fitted on (missing
+            targets of a 2-D ``Y`` are skipped).
+        task_ids : array-like of shape (n_samples,) or None, default=None
+            The task of each row (task format). Needed by a model of several
+            tasks unless it has ``task_column``; a model fitted on a 2-D
+            ``Y`` takes none.
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Weight of each row in every task's score.
+
+        Returns
+        -------
+        float
+            The mean of the tasks' scores.
         """
         return float(np.nanmean(self._task_scores(X, y, task_ids, sample_weight)))

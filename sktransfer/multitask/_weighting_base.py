@@ -87,6 +87,10 @@ class Weighter(nn.Module, metaclass=ABCMeta):
     #: classes rather than setting it.
     sets_gradients = False
 
+    def __init__(self):
+        # no parameters of its own (nn.Module's signature is *args, **kwargs)
+        super().__init__()
+
     @abstractmethod
     def forward(self, losses, present):
         """Combine the per-task losses of one batch: ``(total, weights)``.
@@ -117,21 +121,32 @@ class Weighter(nn.Module, metaclass=ABCMeta):
     def after_step(self, net, batch, **fit_params):
         """After every training step, once the optimizer has stepped (FAMO, GradNorm).
 
-        ``net`` is the skorch net, ``batch`` the ``(X, y)`` of the step
-        (``X`` the dict of inputs: ``"X"``, ``"task_ids"``, ...), and
-        ``fit_params`` the fit parameters skorch passes to the step. The
-        losses of the batch under the new weights are
+        The losses of the batch under the new weights are
         :func:`sktransfer.multitask._gradient_step.batch_task_losses` ``(net,
         batch, **fit_params)``. Does nothing by default.
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+            The estimator's private multi-task net.
+        batch : tuple
+            The ``(X, y)`` of the step: ``X`` the dict of inputs (``"X"``,
+            ``"task_ids"``, ...), ``y`` the encoded targets.
+        **fit_params : dict
+            The fit parameters skorch passes to the step.
         """
 
     def epoch_end(self, task_losses):
         """At the end of every training epoch (DWA).
 
-        ``task_losses`` is the (n_tasks,) tensor of the epoch's mean training
-        loss of every task (the batches' task losses averaged with their
-        label counts), the value recorded as ``train_task_losses``. Does
-        nothing by default.
+        Does nothing by default.
+
+        Parameters
+        ----------
+        task_losses : torch.Tensor of shape (n_tasks,)
+            The epoch's mean training loss of every task (the batches' task
+            losses averaged with their label counts), the value recorded as
+            ``train_task_losses``.
         """
 
 
@@ -173,7 +188,9 @@ class GradientWeighter(Weighter):
 
         Returns
         -------
-        weights : array-like of shape (k,)
+        array-like of shape (k,)
+            The weight ``w_t`` of every present task's gradient in the
+            update ``d = sum_t w_t g_t``.
         """
 
     def forward(self, losses, present):
@@ -198,10 +215,24 @@ class BackwardWeighter(Weighter):
     def backward(self, losses, present, model):
         """Set the ``.grad`` of the network's parameters (and the weighter's) for one batch.
 
-        ``losses`` and ``present`` are as in :meth:`Weighter.forward`, with
-        the graph of the forward pass; ``model`` is the architecture's
-        network (``shared_parameters()`` gives the parameters all tasks
-        share). Gradients accumulate into ``.grad`` (the architecture's
-        penalty may already be there). Returns ``(total, weights)`` as
-        :meth:`Weighter.forward`, with ``total`` detached.
+        Gradients accumulate into ``.grad`` (the architecture's penalty may
+        already be there).
+
+        Parameters
+        ----------
+        losses : torch.Tensor of shape (n_tasks,)
+            Each task's mean loss, as in :meth:`Weighter.forward`, with the
+            graph of the forward pass.
+        present : torch.Tensor of shape (n_tasks,), dtype bool
+            Which tasks have at least one label in the batch.
+        model : nn.Module
+            The architecture's network (``shared_parameters()`` gives the
+            parameters all tasks share).
+
+        Returns
+        -------
+        total : torch.Tensor, scalar
+            The batch's loss, detached.
+        weights : torch.Tensor of shape (n_tasks,)
+            The weight of every task, as in :meth:`Weighter.forward`.
         """

@@ -226,9 +226,15 @@ class PretrainedFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Neur
     def transform(self, X):
         """Embed ``X``.
 
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Samples of the shape the transformer was fitted on.
+
         Returns
         -------
-        Z : ndarray of shape (n_samples, n_features_out), float32
+        ndarray of shape (n_samples, n_features_out)
+            The embedding (float32), flattened from the second dimension.
         """
         check_is_fitted(self, "module_")
         X = self._validate_X(X, reset=False)

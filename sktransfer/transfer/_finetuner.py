@@ -585,8 +585,8 @@ class FineTuner(ClassifierMixin, _BaseFineTuner):
         The labels, in the order of the output columns.""" + _ATTRS_DOC + """
     See Also
     --------
-    FineTunerRegressor : the same for regression.
-    PretrainedFeatures : the frozen network as a transformer (linear probe).
+    FineTunerRegressor : The same for regression.
+    PretrainedFeatures : The frozen network as a transformer (linear probe).
 
     References
     ----------
@@ -696,11 +696,33 @@ class FineTuner(ClassifierMixin, _BaseFineTuner):
         return np.searchsorted(self.classes_, y).astype(np.int64)
 
     def predict_proba(self, X):
-        """Class probabilities, columns in the order of ``classes_``."""
+        """Class probabilities, columns in the order of ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Samples of the shape the model was fitted on.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            The softmax of the network's outputs, float32.
+        """
         return torch.softmax(self._raw_predict(X), dim=-1).numpy()
 
     def predict(self, X):
-        """Predicted labels."""
+        """Predicted labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Samples of the shape the model was fitted on.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            The label of ``classes_`` with the highest output for every row.
+        """
         scores = self._raw_predict(X).numpy()
         return self.classes_[np.argmax(scores, axis=1)]
 
@@ -722,7 +744,7 @@ class FineTunerRegressor(RegressorMixin, _BaseFineTuner):
         Number of target columns.""" + _ATTRS_DOC + """
     See Also
     --------
-    FineTuner : the classifier, with the references.
+    FineTuner : The classifier, with the references.
 
     Examples
     --------
@@ -780,6 +802,17 @@ class FineTunerRegressor(RegressorMixin, _BaseFineTuner):
         return y2
 
     def predict(self, X):
-        """Predicted targets: (n_samples,) for a 1-D ``y``, else (n_samples, n_outputs)."""
+        """Predicted targets: (n_samples,) for a 1-D ``y``, else (n_samples, n_outputs).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Samples of the shape the model was fitted on.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The network's outputs, float64.
+        """
         out = self._raw_predict(X).numpy().astype(np.float64)
         return out[:, 0] if self._y_ndim == 1 else out

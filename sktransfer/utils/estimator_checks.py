@@ -50,6 +50,16 @@ class FailingCallback(Callback):
     the batches of each epoch, and raises in batch ``batch`` of epoch
     ``epoch`` of run ``run`` (all 1-based) while the class attribute
     ``armed`` is true.
+
+    Parameters
+    ----------
+    run : int, default=2
+        The training run (skorch ``fit`` or ``partial_fit`` of the net) that
+        fails.
+    epoch : int, default=2
+        The epoch of that run that fails.
+    batch : int, default=1
+        The training batch of that epoch at whose end it raises.
     """
 
     armed = True
@@ -113,6 +123,23 @@ def fingerprint(estimator, X, **predict_params):
     The predictions (or embedding) on ``X``; every fitted attribute; and for
     the private skorch net, the module's state dict (weights, buffers, masks),
     the optimizer's state, the history and the strategy plugins' state.
+
+    Parameters
+    ----------
+    estimator : estimator
+        A fitted sktransfer estimator.
+    X : array-like
+        Data for its ``predict_proba``, ``transform`` or ``predict`` (the
+        first it has).
+    **predict_params : dict
+        Keyword arguments of that method (e.g. ``task_ids``).
+
+    Returns
+    -------
+    dict
+        Path of every value (``"output"``, ``"classes_"``,
+        ``"net_.module_.<name>"``, ...) -> a copy of it: tensors, arrays and
+        plain Python values.
     """
     out = {}
     for name in ("predict_proba", "transform", "predict"):
@@ -160,7 +187,24 @@ def _assert_same(a, b, what):
 
 # ----------------------------------------------------------------------- checks
 def check_non_finite_params(estimator, X, y, fit_params=None):
-    """NaN and inf are rejected for every parameter constrained to a real interval."""
+    """NaN and inf are rejected for every parameter constrained to a real interval.
+
+    For each such parameter, NaN, inf and -inf in turn must make ``fit``
+    raise an ``InvalidParameterError`` that names the parameter, and leave no
+    fitted attribute behind.
+
+    Parameters
+    ----------
+    estimator : estimator
+        A configured, unfitted sktransfer estimator; it is cloned, never fitted
+        itself.
+    X : array-like
+        Data the estimator can be fitted on.
+    y : array-like or None
+        Its target.
+    fit_params : dict or None, default=None
+        Keyword arguments of ``fit`` (e.g. ``task_ids``).
+    """
     fit_params = fit_params or {}
     for name, constraints in estimator._parameter_constraints.items():
         if constraints == "no_validation":
@@ -183,7 +227,23 @@ def check_non_finite_params(estimator, X, y, fit_params=None):
 
 
 def check_global_rng_untouched(estimator, X, y, fit_params=None, adapt=None):
-    """fit (and ``adapt`` on ``adapt=(X_support, y_support)``) leave torch's RNG alone."""
+    """Fitting (and adapting) leaves torch's global random state as it was.
+
+    Parameters
+    ----------
+    estimator : estimator
+        A configured, unfitted sktransfer estimator; it is cloned, never fitted
+        itself.
+    X : array-like
+        Data the estimator can be fitted on.
+    y : array-like or None
+        Its target.
+    fit_params : dict or None, default=None
+        Keyword arguments of ``fit`` (e.g. ``task_ids``).
+    adapt : tuple or None, default=None
+        ``(X_support, y_support)``: also call ``adapt`` on them after
+        ``fit`` (few-shot estimators).
+    """
     before = torch.random.get_rng_state()
     est = clone(estimator).fit(X, y, **(fit_params or {}))
     if adapt is not None:
@@ -193,7 +253,27 @@ def check_global_rng_untouched(estimator, X, y, fit_params=None, adapt=None):
 
 
 def check_module_mismatch(estimator, X, y, fit_params=None, param="module"):
-    """A network whose input does not match X: a clear ValueError, nothing fitted."""
+    """A network whose input does not match X: a clear ValueError, nothing fitted.
+
+    The estimator gets a small MLP that expects 3 more input features than
+    ``X`` has; ``fit`` must raise a ``ValueError`` naming both shapes and
+    leave no network behind.
+
+    Parameters
+    ----------
+    estimator : estimator
+        A configured, unfitted sktransfer estimator; it is cloned, never fitted
+        itself.
+    X : array-like
+        Data the estimator can be fitted on.
+    y : array-like or None
+        Its target.
+    fit_params : dict or None, default=None
+        Keyword arguments of ``fit`` (e.g. ``task_ids``).
+    param : str, default="module"
+        The parameter that takes the network (``"pretrained"`` for a
+        fine-tuner).
+    """
     n_features = int(np.prod(X.shape[1:]))
     wrong = n_features + 3
     bad = torch.nn.Sequential(torch.nn.Linear(wrong, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
@@ -222,8 +302,26 @@ def check_rollback(estimator, first, second, X_check, run=2, epoch=2, batch=1,
     :class:`FailingCallback` at ``run`` / ``epoch`` / ``batch``. The estimator
     must come out of the failed call with the same :func:`fingerprint`, and a
     retry of the second call must give the same model as on an estimator
-    whose second call never failed. ``predict_params`` go to the predictions
-    compared (e.g. ``task_ids``).
+    whose second call never failed.
+
+    Parameters
+    ----------
+    estimator : estimator
+        A configured, unfitted sktransfer estimator; it is cloned.
+    first : tuple
+        ``(method, args, kwargs)`` of the first call, which succeeds.
+    second : tuple
+        ``(method, args, kwargs)`` of the second call, which fails.
+    X_check : array-like
+        Data whose predictions are part of the compared :func:`fingerprint`.
+    run : int, default=2
+        The training run of the skorch net in which the second call fails.
+    epoch : int, default=2
+        The epoch of that run that fails.
+    batch : int, default=1
+        The batch of that epoch that fails.
+    predict_params : dict or None, default=None
+        Keyword arguments of the predictions compared (e.g. ``task_ids``).
     """
     predict_params = predict_params or {}
     def call(est, spec):
@@ -261,7 +359,20 @@ def check_rollback(estimator, first, second, X_check, run=2, epoch=2, batch=1,
 
 
 def check_threads_reproducible(estimator, X, y, fit_params=None):
-    """Two fits with the same integer seed in two threads equal the sequential fit."""
+    """Two fits with the same integer seed in two threads equal the sequential fit.
+
+    Parameters
+    ----------
+    estimator : estimator
+        A configured, unfitted sktransfer estimator with an integer
+        ``random_state``; it is cloned, never fitted itself.
+    X : array-like
+        Data the estimator can be fitted on.
+    y : array-like or None
+        Its target.
+    fit_params : dict or None, default=None
+        Keyword arguments of ``fit`` (e.g. ``task_ids``).
+    """
     fit_params = fit_params or {}
     sequential = clone(estimator).fit(X, y, **fit_params)
     expected = fingerprint(sequential, X)

@@ -9,9 +9,10 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.func import functional_call
 
-from sktransfer.meta import MAMLClassifier
+from sktransfer.meta import MAMLClassifier, choose_task_batching
 from sktransfer.meta._learner import Learner
-from sktransfer.meta._maml_module import MAMLModule, choose_task_batching
+from sktransfer.meta._maml_module import MAMLModule, build_maml_module
+from sktransfer.meta._task_batching import CompiledRunner
 from sktransfer.metrics import few_shot_score
 from sktransfer.modules import MLP
 
@@ -29,10 +30,11 @@ def _module(batching="vmap", first_order=False, inner_steps=1, learn_inner_lr=Fa
             adapt_layers="all", inner_optimizer="sgd", compile_step=False):
     torch.manual_seed(0)
     learner = Learner(MLP(3, (5,), activation=nn.Tanh), 5, 2).double()
-    return MAMLModule(learner, inner_lr=0.3, inner_steps=inner_steps, inner_steps_test=1,
-                      first_order=first_order, learn_inner_lr=learn_inner_lr,
-                      adapt_layers=adapt_layers, task_batching=batching,
-                      inner_optimizer=inner_optimizer, compile_step=compile_step).double()
+    return build_maml_module(learner, inner_lr=0.3, inner_steps=inner_steps,
+                             inner_steps_test=1, first_order=first_order,
+                             learn_inner_lr=learn_inner_lr, adapt_layers=adapt_layers,
+                             task_batching=batching, inner_optimizer=inner_optimizer,
+                             compile_step=compile_step).double()
 
 
 def _tasks(n_tasks=3):
@@ -59,9 +61,8 @@ def _conv_module(first_order):
     for i, layer in enumerate(trunk.features):  # the fused batch norm the loop runs
         if "BatchNorm" in type(layer).__name__:
             trunk.features[i] = nn.BatchNorm2d(layer.num_features, track_running_stats=False)
-    return MAMLModule(Learner(trunk, trunk.out_features_, 3), inner_lr=0.1, inner_steps=1,
-                      inner_steps_test=1, first_order=first_order, learn_inner_lr=False,
-                      adapt_layers="all", task_batching="loop")
+    return build_maml_module(Learner(trunk, trunk.out_features_, 3), inner_lr=0.1,
+                             inner_steps=1, first_order=first_order, task_batching="loop")
 
 
 @pytest.mark.parametrize("first_order", [True, False])
@@ -80,9 +81,9 @@ def test_channels_last_loop_gives_the_same_meta_gradient(first_order):
     # the rule: first order always, second order from 20 examples per task, float32 on a CPU
     module.channels_last = "auto"
     X = tasks[0]
-    assert module._use_channels_last(X, 12, second_order=not first_order) == first_order
-    assert module._use_channels_last(X, 20, second_order=True)
-    assert not module._use_channels_last(X.double(), 40)
+    assert module.use_channels_last(X, 12, second_order=not first_order) == first_order
+    assert module.use_channels_last(X, 20, second_order=True)
+    assert not module.use_channels_last(X.double(), 40)
     # adaptation and prediction (channels-last) give the standard-format answer
     state = module.adapt_state(tasks[0][0], tasks[1][0])
     logits = module.predict_logits(state, tasks[2][0])
@@ -214,7 +215,7 @@ def test_more_test_steps_change_adaptation(fitted, digits):
                            fitted.adapt(X[idx], y[idx]).predict_proba(X[:5]))
 
 
-def test_reproducible_pickle_and_loop_path(digits):
+def test_same_seed_same_model_loop_matches_vmap_and_pickle_round_trips(digits):
     X, y = digits
     mask = y < 5
     a = _maml(max_epochs=1, episodes_per_epoch=20, n_query=1).fit(X[mask], y[mask])
@@ -250,24 +251,34 @@ def test_auto_falls_back_to_loop_for_modules_vmap_cannot_run(digits):
     assert "vmap failed" in maml.task_batching_reason_
 
 
-@pytest.mark.parametrize("kw", [
-    {"first_order": True},
-    {"learn_inner_lr": True},
-    {"adapt_layers": "head"},
-    {"inner_optimizer": "meta_lstm"},
-])
-def test_variants_fit_and_adapt(digits, kw):
+@pytest.mark.parametrize("kw, update", [
+    ({"first_order": True}, "SGDUpdate"),
+    ({"learn_inner_lr": True}, "MetaSGDUpdate"),
+    ({"adapt_layers": "head"}, "SGDUpdate"),
+    ({"inner_optimizer": "meta_lstm"}, "MetaLSTMUpdate"),
+], ids=["first_order", "meta_sgd", "anil", "meta_lstm"])
+def test_variants_meta_learn_their_update_and_adapt_only_their_layers(digits, kw, update):
     X, y = digits
     mask = y < 5
     maml = _maml(max_epochs=1, episodes_per_epoch=20, **kw).fit(X[mask], y[mask])
+    module = maml.net_.module_
+    assert type(module.inner_update).__name__ == update
     idx = np.concatenate([np.flatnonzero(y == c)[:1] for c in range(5, 10)])
-    assert maml.adapt(X[idx], y[idx]).predict(X[:3]).shape == (3,)
-    if kw.get("learn_inner_lr"):
-        lrs = maml.net_.module_.inner_lrs
-        assert any(not torch.allclose(v, torch.full_like(v, 0.5)) for v in lrs.values())
+    new = maml.adapt(X[idx], y[idx])
+    meta = dict(module.learner.named_parameters())
+    moved = {k for k, v in new.adapted_state_.items() if not torch.equal(v, meta[k].detach())}
+    assert moved == set(module.adapt_names)
+    assert set(new.predict(X[y >= 5])) <= set(range(5, 10))
+    if kw.get("adapt_layers") == "head":
+        assert moved == {"head.weight", "head.bias"}
+    if kw.get("learn_inner_lr"):  # the per-entry rates were meta-learned from 0.5
+        rates = module.inner_update.lrs
+        assert any(not torch.allclose(v, torch.full_like(v, 0.5)) for v in rates.values())
+    if kw.get("inner_optimizer"):  # the gates were meta-learned from their start
+        assert float(module.inner_update.w_i.detach().abs().sum()) > 0
 
 
-def test_images_with_conv4(digits, monkeypatch):
+def test_images_get_conv4_and_auto_runs_the_loop_with_fused_batch_norm(digits, monkeypatch):
     X, y = digits
     images = np.kron(X.reshape(-1, 1, 8, 8), np.ones((1, 1, 2, 2), dtype=np.float32))
     mask = y < 5
@@ -292,7 +303,7 @@ def test_images_with_conv4(digits, monkeypatch):
                                rtol=1e-3, atol=1e-4)
 
 
-def test_errors(fitted, digits):
+def test_invalid_parameters_and_support_sets_raise(fitted, digits):
     X, y = digits
     with pytest.raises(ValueError, match="meta-trained for n_way=5"):
         fitted.adapt(X[:20], y[:20] % 3)
@@ -323,7 +334,7 @@ def test_failed_fit_keeps_fitted_state(fitted, digits):
     assert est.n_way_ == 5
 
 
-def test_validation_split_and_more_classes_than_n_way(digits):
+def test_validation_split_records_valid_metrics_and_predict_covers_all_fit_classes(digits):
     from skorch.dataset import ValidSplit
 
     X, y = digits
@@ -337,8 +348,8 @@ def test_validation_split_and_more_classes_than_n_way(digits):
     assert maml.score(X, y) > 0.3
 
 
-def test_compiled_first_order_step(monkeypatch, digits):
-    monkeypatch.setattr(MAMLModule, "compile_backend", "eager")  # trace, skip codegen
+def test_compiled_step_equals_the_loop_and_is_refused_for_second_order(monkeypatch, digits):
+    monkeypatch.setattr(CompiledRunner, "compile_backend", "eager")  # trace, skip codegen
     tasks = _tasks()
     for steps in (1, 2):
         ref = _grads(_module("loop", first_order=True, inner_steps=steps), tasks)
@@ -346,8 +357,9 @@ def test_compiled_first_order_step(monkeypatch, digits):
         got = _grads(module, tasks)
         for name in ref:
             torch.testing.assert_close(got[name], ref[name], rtol=1e-10, atol=1e-12)
+    assert "_compiled" in module.runner.__dict__
     restored = pickle.loads(pickle.dumps(module))
-    assert "_compiled" not in restored.__dict__
+    assert "_compiled" not in restored.runner.__dict__
     with pytest.raises(ValueError, match="cannot be compiled"):
         _module(first_order=False, compile_step=True)
     with pytest.raises(ValueError, match="cannot be compiled"):

@@ -67,7 +67,7 @@ def test_learns_unseen_classes_and_keeps_meta_model(cls, digits):
 
 @pytest.mark.parametrize("cls", [PrototypicalClassifier, BaselineFewShotClassifier],
                          ids=lambda c: c.__name__)
-def test_reproducible(cls, digits):
+def test_same_seed_gives_the_same_fit_and_adaptation(cls, digits):
     X, y = digits
     kw = dict(FAST[cls], max_epochs=1)
     a = cls(random_state=3, **kw).fit(X[y < 5], y[y < 5])
@@ -88,7 +88,7 @@ def test_metric_learners_take_any_number_of_classes(digits):
         proto.adapt(X[:3], [1, 1, 1])
 
 
-def test_baseline_heads(digits):
+def test_baseline_cosine_head_keeps_its_scale_and_bad_params_raise(digits):
     X, y = digits
     cos = BaselineFewShotClassifier(head="cosine", max_epochs=3, random_state=0)
     cos.fit(X[y < 5], y[y < 5])
@@ -101,7 +101,7 @@ def test_baseline_heads(digits):
         cos.set_params(adapt_steps=-1).adapt(X[:10], y[:10])
 
 
-def test_blackbox_limits_and_params(digits):
+def test_blackbox_reads_at_most_n_slots_classes_and_checks_d_model(digits):
     X, y = digits
     bb = BlackBoxMetaClassifier(n_way=3, d_model=16, n_layers=1, max_epochs=1,
                                 episodes_per_epoch=10, random_state=0)
@@ -121,7 +121,7 @@ def test_reptile_needs_n_way_classes(digits):
         rep.adapt(X[:40], y[:40] % 4)
 
 
-def test_groups_are_used(digits):
+def test_groups_restrict_episodes_to_one_group(digits):
     X, y = digits
     mask = y < 5
     groups = (y[mask] >= 3).astype(int)  # "alphabets" {0, 1, 2} and {3, 4}

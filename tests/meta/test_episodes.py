@@ -46,7 +46,7 @@ def test_groups_keep_episodes_within_one_group():
     assert seen == {0, 1, 2, 3}
 
 
-def test_errors():
+def test_impossible_episodes_and_bad_arguments_raise():
     y = np.repeat(np.arange(4), 3)
     with pytest.raises(ValueError, match="n_way=5 classes"):
         sample_episode(y, 5, 1, 1)

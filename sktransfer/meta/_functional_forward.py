@@ -1,9 +1,9 @@
 """A pure function for the forward pass of common networks, without module swapping.
 
 :func:`torch.func.functional_call` runs a module with other tensors by
-swapping them into the module and back on every call, which costs a few
-milliseconds per call for a Conv4, as much as the arithmetic of a small
-few-shot task. :func:`functional_forward_fn` instead compiles a network
+swapping them into the module and back on every call, a cost per call that
+matters for small few-shot tasks (see the Benchmarks page).
+:func:`functional_forward_fn` instead compiles a network
 built from plain layers (``Sequential``, ``Linear``, ``Conv2d``, batch norm
 without running statistics, ``ReLU``, ``Tanh``, ``MaxPool2d``, ``Flatten``,
 and sktransfer's ``MLP``, ``Conv4`` and the learners' trunk-and-head) into a
@@ -112,9 +112,24 @@ def _run(steps, params, X, channels_last=False):
 def functional_forward_fn(module, prefix="", channels_last=False):
     """``forward(params, X)`` for ``module``, or ``None`` if it has unsupported layers.
 
-    ``params`` maps the module's parameter names (with ``prefix`` removed)
-    to tensors; every parameter must be present. With ``channels_last=True``
-    the convolutions run in channels-last (NHWC) memory format.
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network to plan: a tree of the supported layers (see the module
+        docstring) without buffers.
+    prefix : str, default=""
+        Ignored. The names in ``params`` are always the module's own
+        parameter names, as ``module.named_parameters()`` gives them.
+    channels_last : bool, default=False
+        Run the convolutions in channels-last (NHWC) memory format.
+
+    Returns
+    -------
+    callable or None
+        ``forward(params, X)``, the module's output for input ``X`` with the
+        tensors of ``params`` (a dict from the module's parameter names to
+        tensors; every parameter must be present) in place of its own;
+        ``None`` if the module has an unsupported layer or any buffer.
     """
     steps = []
     try:

@@ -45,7 +45,7 @@ def _relation_input_shapes(est):
 
 
 # ----------------------------------------------------------------- relation networks
-def test_conv_relation_on_feature_maps_and_exact(digit_images):
+def test_conv_relation_scores_feature_maps_and_each_row_alone(digit_images):
     X, y = digit_images
     rel = RelationClassifier(max_epochs=2, episodes_per_epoch=60, random_state=0)
     rel.fit(X[y < 5], y[y < 5])
@@ -131,7 +131,7 @@ def test_conv_relation_is_a_conv_of_the_concatenated_maps():
 
 
 # ----------------------------------------------------------------- matching networks
-def test_fce_learns_and_differs(digits):
+def test_fce_learns_and_reads_the_support_set_in_order(digits):
     X, y = digits
     kw = dict(max_epochs=2, episodes_per_epoch=100, random_state=0)
     plain = MatchingClassifier(**kw).fit(X[y < 5], y[y < 5])
@@ -162,7 +162,7 @@ def test_fce_learns_and_differs(digits):
     (MatchingClassifier, dict(fce="yes"), "fce"),
     (MatchingClassifier, dict(fce=True, fce_steps=0), "fce_steps"),
 ])
-def test_invalid_params(cls, params, name, digits):
+def test_invalid_relation_and_fce_params_raise(cls, params, name, digits):
     X, y = digits
     with pytest.raises(ValueError, match=name):
         cls(max_epochs=1, episodes_per_epoch=2, **params).fit(X[:100], y[:100])
@@ -188,7 +188,7 @@ def test_conv_relation_needs_feature_maps_and_fit_is_atomic(digits, digit_images
     lambda: MatchingClassifier(fce=True, fce_steps=2, max_epochs=1, episodes_per_epoch=20,
                                random_state=5),
 ], ids=["relation-conv", "matching-fce"])
-def test_clone_pickle_reproducible(make, digit_images):
+def test_clone_pickle_and_seed_reproduce_fit_and_adapt(make, digit_images):
     X, y = digit_images
     est = make()
     copy = clone(est)

@@ -1,0 +1,138 @@
+"""Shared parts of the metric-based few-shot learners (ProtoNet, MatchingNet, RelationNet,
+the black-box reader).
+
+A metric learner meta-trains an embedding network so that a fixed rule
+(distance to class means, attention over the support set, a learned
+relation score, a sequence model reading the support set) classifies the
+query examples of an episode from their embeddings. Adapting to a new task
+needs no gradient step: the support set is embedded once and kept.
+
+Every learner encodes an episode the same way (:func:`encode_support_query`):
+the support rows become a *support state* (the learner's
+:meth:`~MetricModule.support_state`: prototypes, embeddings in context, the
+embeddings and their labels), the query rows become embeddings, and the
+learner's rule scores the queries against the support state
+(:meth:`~MetricModule.episode_logits` in meta-training,
+:meth:`~MetricModule.query_logits` at prediction).
+"""
+
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator, ClassifierMixin
+from torch import nn
+
+from ..base import NeuralEstimatorMixin
+from ._base import FewShotClassifierMixin, embed_in_chunks
+
+__all__ = ["MetricFewShotClassifier", "MetricModule", "class_means", "encode_support_query"]
+
+
+def class_means(emb, labels, n_classes):
+    """Mean embedding of every class (the prototypes), shape (n_classes, d)."""
+    one_hot = F.one_hot(labels, n_classes).to(emb.dtype)
+    return (one_hot.T @ emb) / one_hot.sum(0).clamp_min(1)[:, None]
+
+
+def encode_support_query(module, Xs=None, ys=None, Xq=None, n_classes=None, *,
+                         meta_training=False):
+    """``(support_state, query_embeddings)`` of an episode, the one way every metric
+    learner computes them.
+
+    * Meta-training (``meta_training=True``, both sets given): one forward
+      pass of ``module.embed`` over the support and the query rows together
+      (so that both see the same batch statistics), split back.
+    * Adapting (``Xs`` given) and predicting (``Xq`` given): each set alone,
+      through ``module.embed_rows`` (in chunks, and for some learners in
+      float64, so that a row's embedding does not depend on the rows beside
+      it); the support set without gradients.
+
+    The support embeddings become ``module.support_state(fs, ys, n_classes)``;
+    an absent set is ``None``.
+    """
+    if meta_training:
+        emb = module.embed(torch.cat([Xs, Xq]))
+        fs, fq = emb[:Xs.shape[0]], emb[Xs.shape[0]:]
+        return module.support_state(fs, ys, n_classes), fq
+    state = fq = None
+    if Xs is not None:
+        with torch.no_grad():
+            state = module.support_state(module.embed_rows(Xs), ys, n_classes)
+    if Xq is not None:
+        fq = module.embed_rows(Xq)
+    return state, fq
+
+
+class MetricModule(nn.Module):
+    """An embedding network with an episode rule.
+
+    Subclasses implement :meth:`query_logits`, and may override
+    :meth:`support_state` (default: the embeddings and their labels),
+    :meth:`episode_logits` (default: :meth:`query_logits`), :meth:`loss`
+    (default: cross-entropy), :meth:`embed` and :meth:`embed_rows`. The
+    meta-step, adaptation and prediction are written once, here, on
+    :func:`encode_support_query`. A meta-batch is processed task by task.
+    """
+
+    def __init__(self, trunk):
+        super().__init__()
+        self.trunk = trunk
+
+    # ---------------------------------------------------------------- hooks
+    def embed(self, X):
+        """The embeddings of a batch of rows (one forward pass), shape (n, d)."""
+        out = self.trunk(X)
+        return out.reshape(out.shape[0], -1)
+
+    def embed_rows(self, X):
+        """The embeddings of rows to adapt to or to predict (in chunks)."""
+        return embed_in_chunks(self.embed, X)
+
+    def support_state(self, fs, ys, n_classes):
+        """What the rule keeps of a support set's embeddings (a dict; the adapted state)."""
+        return {"support": fs, "labels": ys, "n_classes": n_classes}
+
+    def query_logits(self, state, fq):
+        """The logits of the query embeddings ``fq`` at prediction."""
+        raise NotImplementedError
+
+    def episode_logits(self, state, fq):
+        """The logits of the query embeddings in a meta-training episode (what
+        :meth:`loss` reads). Default: :meth:`query_logits`."""
+        return self.query_logits(state, fq)
+
+    def loss(self, logits, y, n_classes):
+        return F.cross_entropy(logits, y)
+
+    # ------------------------------------------------------------- template
+    def meta_step(self, tasks, backward=True):
+        Xs, ys, Xq, yq = tasks
+        n_tasks = Xs.shape[0]
+        total, correct = 0.0, 0.0
+        for t in range(n_tasks):
+            n_classes = int(ys[t].max()) + 1
+            state, fq = encode_support_query(self, Xs[t], ys[t], Xq[t], n_classes,
+                                             meta_training=True)
+            logits = self.episode_logits(state, fq)
+            loss = self.loss(logits, yq[t], n_classes)
+            if backward:
+                (loss / n_tasks).backward()
+            total += loss.detach()
+            correct += (logits.argmax(1) == yq[t]).float().mean().item()
+        return total / n_tasks, correct / n_tasks
+
+    def adapt_state(self, Xs, ys, n_classes, **options):
+        return encode_support_query(self, Xs, ys, n_classes=n_classes)[0]
+
+    def predict_logits(self, state, X):
+        return self.query_logits(state, encode_support_query(self, Xq=X)[1])
+
+
+class MetricFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, ClassifierMixin,
+                              BaseEstimator):
+    """Base of the metric learners: episodic fit, adapt by embedding the support set."""
+
+    def _check_params(self):
+        pass
+
+    def _build_module(self, sample_shape, sizes, n_way, *, k_shot, n_query, device):
+        return self._metric_module(self._make_trunk(sample_shape, sizes), sample_shape)
