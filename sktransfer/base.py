@@ -372,7 +372,7 @@ def resolve_device(device):
     """
     if isinstance(device, torch.device):
         device = str(device)
-    if not isinstance(device, str) or device.split(":")[0] not in _DEVICES:
+    if not isinstance(device, str) or not re.fullmatch(r"auto|(cpu|cuda)(:\d+)?", device):
         raise ValueError(f"device must be one of {_DEVICES} (optionally 'cuda:N'), got {device!r}")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -1078,8 +1078,12 @@ class NeuralEstimatorMixin(metaclass=ABCMeta):
             fine-tuner replaces), rather than in features (on which it adds
             a head).
         """
+        return copy.deepcopy(self._fitted_module()), True
+
+    def _fitted_module(self):
+        """The trained ``nn.Module`` (the private net's ``module_``); raises if unfitted."""
         check_is_fitted(self, self._fitted_attribute)
-        return copy.deepcopy(self.net_.module_), True
+        return self.net_.module_
 
     # --------------------------------------------------------------- weights
     def save_weights(self, path):
@@ -1094,9 +1098,8 @@ class NeuralEstimatorMixin(metaclass=ABCMeta):
         path : str or path-like
             The file to write (replaced if it exists).
         """
-        check_is_fitted(self, "net_")
         state = {k: v.detach().cpu().contiguous() for k, v in
-                 self.net_.module_.state_dict().items()}
+                 self._fitted_module().state_dict().items()}
         if str(path).endswith(".safetensors"):
             from safetensors.torch import save_file
 
@@ -1128,10 +1131,10 @@ class NeuralEstimatorMixin(metaclass=ABCMeta):
         ValueError
             If the file cannot be read safely or does not match the network.
         """
-        check_is_fitted(self, "net_")
+        module = self._fitted_module()
         state = load_state_dict(path)
         try:
-            self.net_.module_.load_state_dict(state)
+            module.load_state_dict(state)
         except RuntimeError as exc:
             raise ValueError(
                 f"the weights in {path!s} do not match this estimator's network: {exc}"

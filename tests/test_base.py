@@ -25,6 +25,9 @@ def test_resolve_device_accepts_cpu_and_auto_and_names_bad_devices():
         resolve_device("tpu")
     with pytest.raises(ValueError, match="device must be one of"):
         resolve_device(3)
+    for bad in ("auto:0", "cuda:x", "cuda:", "cpu0"):
+        with pytest.raises(ValueError, match="device must be one of"):
+            resolve_device(bad)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device is available"):
             resolve_device("cuda:0")

@@ -47,7 +47,9 @@ from sktransfer.utils.estimator_checks import (
     check_global_rng_untouched,
     check_module_mismatch,
     check_non_finite_params,
+    check_pickle_round_trip,
     check_rollback,
+    check_seed_reproducible,
     check_threads_reproducible,
 )
 
@@ -247,11 +249,39 @@ def test_reported_bad_parameters(case, digits):
 def test_global_rng_untouched(name, digits):
     estimator, kind = CONTRACT_ESTIMATORS[name]
     X, y, fit_params = _data(kind, digits)
-    adapt = (X[:30], y[:30]) if hasattr(estimator, "adapt") else None
+    check_global_rng_untouched(estimator, X, y, fit_params,
+                               adapt=_support_set(estimator, X, y))
+
+
+def _support_set(estimator, X, y):
+    """A support set for ``adapt`` (few-shot estimators), else None."""
+    if not hasattr(estimator, "adapt"):
+        return None
     if isinstance(estimator, (MAMLClassifier, ReptileClassifier)):
-        rows = np.flatnonzero(y < 3)[:30]
-        adapt = (X[rows], y[rows])
-    check_global_rng_untouched(estimator, X, y, fit_params, adapt=adapt)
+        rows = np.flatnonzero(y < 3)[:30]  # their head has n_way=3 outputs
+        return X[rows], y[rows]
+    return X[:30], y[:30]
+
+
+def _predict_params(kind, fit_params):
+    return {"task_ids": fit_params["task_ids"]} if kind == "task" else {}
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACT_ESTIMATORS))
+def test_seed_reproducible(name, digits):
+    estimator, kind = CONTRACT_ESTIMATORS[name]
+    X, y, fit_params = _data(kind, digits)
+    check_seed_reproducible(estimator, X, y, fit_params, _predict_params(kind, fit_params))
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACT_ESTIMATORS))
+def test_pickle_round_trip(name, digits):
+    estimator, kind = CONTRACT_ESTIMATORS[name]
+    X, y, fit_params = _data(kind, digits)
+    # a continued partial_fit on the same rows (progressive networks: one task per call)
+    partial = {} if hasattr(estimator, "partial_fit") and kind != "task" else None
+    check_pickle_round_trip(estimator, X, y, fit_params, _predict_params(kind, fit_params),
+                            partial_fit_params=partial, adapt=_support_set(estimator, X, y))
 
 
 _MODULE_PARAM = {"FineTuner": "pretrained", "FineTunerRegressor": "pretrained",

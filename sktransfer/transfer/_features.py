@@ -178,6 +178,10 @@ class PretrainedFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Neur
     # --------------------------------------------------------- template hooks
     _fitted_attribute = "module_"
 
+    def _fitted_module(self):
+        check_is_fitted(self, "module_")
+        return self.module_
+
     def _call_context(self, call, new_model):
         return _Call(call, new_model, resolve_device(self.device), None)
 

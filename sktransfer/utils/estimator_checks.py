@@ -16,13 +16,18 @@ makes for every family:
   gives what it would have given had the failed call never happened;
 * :func:`check_threads_reproducible`: the same integer ``random_state`` gives
   bit-identical models whether fits run one after another or in two threads
-  at once.
+  at once;
+* :func:`check_seed_reproducible`: the same integer ``random_state`` gives a
+  bit-identical model at every fit, another one another model;
+* :func:`check_pickle_round_trip`: a pickled fitted estimator is the same
+  model, and keeps training exactly as the original would.
 
 Each check takes a configured (unfitted) estimator and data it can be fitted
 on, and raises ``AssertionError`` when the promise does not hold. A new
 estimator, or a new family, passes them all before it lands.
 """
 
+import pickle
 import threading
 from numbers import Real
 
@@ -37,7 +42,9 @@ __all__ = [
     "check_global_rng_untouched",
     "check_module_mismatch",
     "check_non_finite_params",
+    "check_pickle_round_trip",
     "check_rollback",
+    "check_seed_reproducible",
     "check_threads_reproducible",
     "fingerprint",
 ]
@@ -395,3 +402,73 @@ def check_threads_reproducible(estimator, X, y, fit_params=None):
     assert not errors, f"a threaded fit failed: {errors[0]!r}"
     for est in ests:
         _assert_same(expected, fingerprint(est, X), "a fit in a thread")
+
+
+def check_seed_reproducible(estimator, X, y, fit_params=None, predict_params=None):
+    """The same integer seed gives the same model; another seed, another model.
+
+    Parameters
+    ----------
+    estimator : estimator
+        A configured, unfitted sktransfer estimator; it is cloned with
+        ``random_state=0`` and ``1``, never fitted itself.
+    X : array-like
+        Data the estimator can be fitted on.
+    y : array-like or None
+        Its target.
+    fit_params : dict or None, default=None
+        Keyword arguments of ``fit`` (e.g. ``task_ids``).
+    predict_params : dict or None, default=None
+        Keyword arguments of its prediction method (see :func:`fingerprint`).
+    """
+    fit_params, predict_params = fit_params or {}, predict_params or {}
+    fits = [clone(estimator).set_params(random_state=seed).fit(X, y, **fit_params)
+            for seed in (0, 0, 1)]
+    first, again, other = (fingerprint(f, X, **predict_params) for f in fits)
+    _assert_same(first, again, "a second fit with random_state=0")
+    assert not np.array_equal(first["output"], other["output"]), (
+        f"{type(estimator).__name__}: random_state=0 and random_state=1 gave the same "
+        "predictions; the seed does not reach the model")
+
+
+def check_pickle_round_trip(estimator, X, y, fit_params=None, predict_params=None,
+                            partial_fit_params=None, adapt=None):
+    """A pickled fitted estimator is the same model and keeps training as the original.
+
+    Parameters
+    ----------
+    estimator : estimator
+        A configured, unfitted sktransfer estimator with an integer
+        ``random_state``; it is cloned, never fitted itself.
+    X : array-like
+        Data the estimator can be fitted on.
+    y : array-like or None
+        Its target.
+    fit_params : dict or None, default=None
+        Keyword arguments of ``fit`` (e.g. ``task_ids``).
+    predict_params : dict or None, default=None
+        Keyword arguments of its prediction method (see :func:`fingerprint`).
+    partial_fit_params : dict or None, default=None
+        Keyword arguments of ``partial_fit`` on ``(X, y)``; ``None`` skips the
+        continued training (for estimators without ``partial_fit``).
+    adapt : tuple or None, default=None
+        ``(X_support, y_support)``: the original and the copy each ``adapt``
+        to them, and the adapted models must be the same (few-shot
+        estimators).
+    """
+    fit_params, predict_params = fit_params or {}, predict_params or {}
+    original = clone(estimator).fit(X, y, **fit_params)
+    copy = pickle.loads(pickle.dumps(original))
+    _assert_same(fingerprint(original, X, **predict_params),
+                 fingerprint(copy, X, **predict_params), "the unpickled estimator")
+    if adapt is not None:
+        _assert_same(fingerprint(original.adapt(*adapt), X, **predict_params),
+                     fingerprint(copy.adapt(*adapt), X, **predict_params),
+                     "adapt after unpickling")
+    if partial_fit_params is None:
+        return
+    original.partial_fit(X, y, **partial_fit_params)
+    copy.partial_fit(X, y, **partial_fit_params)
+    _assert_same(fingerprint(original, X, **predict_params),
+                 fingerprint(copy, X, **predict_params),
+                 "partial_fit after unpickling")

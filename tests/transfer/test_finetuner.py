@@ -545,3 +545,14 @@ def test_estimators_hand_over_their_backbone_through_a_public_method():
     cl = ContinualClassifier(hidden_layer_sizes=(16,), max_epochs=1, random_state=0).fit(X, y)
     module, has_output = cl.get_pretrained_module()
     assert has_output and module is not cl.net_.module_
+
+
+def test_pretrained_features_saves_and_loads_its_weights(tmp_path):
+    X, _ = _digits_small()
+    a = PretrainedFeatures(_mlp_source, random_state=0).fit(X)
+    b = PretrainedFeatures(_mlp_source, random_state=1).fit(X)
+    assert not np.allclose(a.transform(X), b.transform(X))
+    a.save_weights(tmp_path / "features.safetensors")
+    b.load_weights(tmp_path / "features.safetensors")
+    np.testing.assert_array_equal(a.transform(X), b.transform(X))
+    assert a.get_pretrained_module()[1] is True
