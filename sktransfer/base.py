@@ -54,6 +54,8 @@ from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOp
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
+from ._allocator import keep_freed_memory
+
 __all__ = ["AutocastMixin", "COMMON_PARAMETER_CONSTRAINTS", "LeanNotifyMixin", "MASK_VALUE",
            "NeuralEstimatorMixin", "derive_seed", "infer_in_chunks", "parameter_constraints",
            "resolve_device", "to_tensor", "torch_threads", "trunk_output_shape"]
@@ -955,14 +957,16 @@ class NeuralEstimatorMixin(metaclass=ABCMeta):
 
     @contextlib.contextmanager
     def _seeded(self, seed, device="cpu"):
-        """A private torch RNG stream seeded with ``seed``, and the thread policy.
+        """A private torch RNG stream seeded with ``seed``, the thread policy and,
+        on the CPU, the allocator policy (:func:`sktransfer._allocator.keep_freed_memory`).
 
         The global generator is forked (left as it was after the block) and the
         section holds the package's RNG lock, so that two fits in two threads
         of one process do not draw from each other's stream.
         """
-        with _RNG_LOCK, torch_threads(None if device == "cpu" else torch.get_num_threads(),
-                                      force=True):
+        memory = keep_freed_memory() if str(device) == "cpu" else contextlib.nullcontext()
+        with _RNG_LOCK, memory, torch_threads(
+                None if device == "cpu" else torch.get_num_threads(), force=True):
             devices = []
             if str(device).startswith("cuda"):
                 dev = torch.device(device)

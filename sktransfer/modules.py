@@ -6,7 +6,9 @@
   ``conv3x3(64) -> batch norm -> ReLU -> max-pool(2)``.
 * :class:`BatchNorm2d`: batch normalisation written with primitive tensor
   operations, so that it is exact under :func:`torch.func.vmap` with
-  second-order gradients (the fused kernel is not).
+  second-order gradients (the fused kernel is not). Only MAML's vmapped
+  meta-step needs it; everywhere else :class:`Conv4` uses PyTorch's fused
+  ``nn.BatchNorm2d``, which is faster.
 """
 
 import math
@@ -174,7 +176,12 @@ class Conv4(nn.Module):
     image_size : int or tuple of int, default=28
         Spatial size of the inputs, used to compute ``out_features_``.
     track_running_stats : bool, default=True
-        Passed to every :class:`BatchNorm2d`.
+        Passed to every batch-norm layer.
+    batch_norm : {"fused", "primitive"}, default="fused"
+        ``"fused"``: PyTorch's ``nn.BatchNorm2d`` (its fused kernel, the
+        faster one). ``"primitive"``: :class:`BatchNorm2d`, the same function
+        from primitive operations, which :func:`torch.func.vmap` with
+        second-order gradients needs (MAML's vmapped meta-step).
 
     Attributes
     ----------
@@ -190,14 +197,17 @@ class Conv4(nn.Module):
     """
 
     def __init__(self, in_channels=1, hidden_channels=64, n_blocks=4, out_features=None,
-                 image_size=28, track_running_stats=True):
+                 image_size=28, track_running_stats=True, batch_norm="fused"):
         super().__init__()
+        if batch_norm not in ("fused", "primitive"):
+            raise ValueError(f"batch_norm must be 'fused' or 'primitive', got {batch_norm!r}")
+        norm = nn.BatchNorm2d if batch_norm == "fused" else BatchNorm2d
         blocks = []
         channels = in_channels
         for _ in range(n_blocks):
             blocks += [
                 nn.Conv2d(channels, hidden_channels, kernel_size=3, padding=1),
-                BatchNorm2d(hidden_channels, track_running_stats=track_running_stats),
+                norm(hidden_channels, track_running_stats=track_running_stats),
                 nn.ReLU(),
                 nn.MaxPool2d(2),
             ]

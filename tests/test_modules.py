@@ -12,9 +12,10 @@ from sktransfer.modules import MLP, BatchNorm2d, Conv4
 
 
 def _tiny_conv4():
+    """The primitive-op batch norm: the one that vmap with second-order gradients needs."""
     torch.manual_seed(0)
     return Conv4(in_channels=1, hidden_channels=4, n_blocks=2, out_features=3, image_size=8,
-                 track_running_stats=False).double()
+                 track_running_stats=False, batch_norm="primitive").double()
 
 
 def _tasks():
@@ -96,3 +97,23 @@ def test_conv4_and_mlp_output_shapes():
     assert Conv4(hidden_channels=8)(torch.zeros(2, 1, 28, 28)).shape == (2, 8)
     assert Conv4(hidden_channels=8, out_features=5).out_features_ == 5
     assert MLP(8, (16, 4))(torch.zeros(3, 8)).shape == (3, 4)
+
+
+def test_conv4_fused_and_primitive_batch_norm_compute_the_same_function():
+    from torch import nn
+
+    from sktransfer.modules import BatchNorm2d
+
+    torch.manual_seed(0)
+    fused = Conv4(hidden_channels=8)
+    torch.manual_seed(0)
+    primitive = Conv4(hidden_channels=8, batch_norm="primitive")
+    assert any(type(m) is nn.BatchNorm2d for m in fused.modules())
+    assert any(type(m) is BatchNorm2d for m in primitive.modules())
+    X = torch.randn(6, 1, 28, 28)
+    for mode in (True, False):  # batch statistics, then the running ones
+        fused.train(mode)
+        primitive.train(mode)
+        torch.testing.assert_close(fused(X), primitive(X), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="batch_norm must be 'fused' or 'primitive'"):
+        Conv4(batch_norm="sync")

@@ -35,12 +35,14 @@ def trunk_width(trunk, sample_shape):
 def build_trunk(estimator, sample_shape, hidden_layer_sizes):
     """The estimator's trunk; images get a Conv4 whose batch norm keeps no running
     statistics (batch statistics at train and test time, as in MAML's reference code),
-    which also makes it usable under :func:`torch.func.vmap`."""
+    computed from primitive operations so that it is usable under
+    :func:`torch.func.vmap` (the loop runners swap in the fused kernel,
+    :func:`use_fused_batch_norm`)."""
     from ..modules import Conv4
 
     if estimator.module is None and len(sample_shape) == 3:
         return Conv4(in_channels=sample_shape[0], image_size=tuple(sample_shape[1:]),
-                     track_running_stats=False)
+                     track_running_stats=False, batch_norm="primitive")
     return estimator._make_trunk(sample_shape, hidden_layer_sizes)
 
 
