@@ -154,7 +154,7 @@ def batch_sample_weight(X):
 def without_weights(x):
     """A batch without its weights: the dict without the entry (its ``"X"`` alone if
     nothing else is left, for modules whose forward takes one tensor)."""
-    if not isinstance(x, Mapping) or SAMPLE_WEIGHT not in x:
+    if type(x) is not dict and not isinstance(x, Mapping) or SAMPLE_WEIGHT not in x:
         return x
     rest = {k: v for k, v in x.items() if k != SAMPLE_WEIGHT}
     return rest["X"] if rest.keys() == {"X"} else rest

@@ -478,6 +478,27 @@ class _FastBatchIterator:
 _BATCH_HOOKS = ("on_batch_begin", "on_batch_end", "on_grad_computed")
 
 
+#: Optimizers whose ``step(closure)`` evaluates the closure exactly once, for which
+#: :meth:`LeanNotifyMixin.train_step` calls it directly.
+_ONE_EVALUATION = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD, torch.optim.RMSprop,
+                   torch.optim.Adagrad, torch.optim.Adamax, torch.optim.NAdam,
+                   torch.optim.RAdam, torch.optim.Adadelta)
+
+
+def _batch_len(batch):
+    """Rows of a batch: its (first) tensor's length, or skorch's ``get_len``."""
+    X = batch[0] if isinstance(batch, (tuple, list)) else batch
+    if type(X) is torch.Tensor:
+        return X.shape[0]
+    if type(X) is dict and X:
+        first = next(iter(X.values()))
+        if type(first) is torch.Tensor and "input_ids" not in X:
+            return first.shape[0]
+    from skorch.dataset import get_len
+
+    return get_len(X)
+
+
 class LeanNotifyMixin:
     """A skorch net mixin that skips per-batch callback hooks nobody implements.
 
@@ -508,6 +529,53 @@ class LeanNotifyMixin:
                         for v in x.values())):
             return self.module_(**x)
         return super().infer(x, **fit_params)
+
+    def train_step(self, batch, **fit_params):
+        """skorch's training step without the closure, for optimizers that need none.
+
+        skorch hands the whole step to ``optimizer.step(closure)``, for the
+        optimizers that evaluate the loss several times (L-BFGS). For those
+        of :data:`_ONE_EVALUATION` the closure would run exactly once, so the
+        step runs it directly: zero the gradients, ``train_step_single``,
+        ``on_grad_computed`` (only when a callback implements it), then each
+        optimizer's ``step()``. Any other optimizer, several optimizers, or
+        an accelerator: skorch's step as it is.
+        """
+        optimizers = self._optimizers
+        optimizer = getattr(self, optimizers[0] + "_", None) if len(optimizers) == 1 else None
+        if type(optimizer) not in _ONE_EVALUATION or getattr(self, "accelerator", None):
+            return super().train_step(batch, **fit_params)
+        self._zero_grad_optimizer()
+        step = self.train_step_single(batch, **fit_params)
+        if self._callbacks_implementing("on_grad_computed"):
+            from skorch.utils import TeeGenerator
+
+            self.notify("on_grad_computed",
+                        named_parameters=TeeGenerator(self.get_all_learnable_params()),
+                        batch=batch)
+        optimizer.step()
+        return step
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        """skorch's epoch loop, with the batch size read off the batch's first tensor.
+
+        The same records and hooks as :meth:`skorch.NeuralNet.run_single_epoch`;
+        skorch's ``get_len`` flattens and compares every entry of a dict
+        batch, a sizeable share of a small network's step.
+        """
+        if iterator is None:
+            return
+        record = self.history.record_batch
+        loss_key, size_key = prefix + "_loss", prefix + "_batch_size"
+        batch_count = 0
+        for batch in iterator:
+            self.notify("on_batch_begin", batch=batch, training=training)
+            step = step_fn(batch, **fit_params)
+            record(loss_key, step["loss"].item())
+            record(size_key, _batch_len(batch))
+            self.notify("on_batch_end", batch=batch, training=training, **step)
+            batch_count += 1
+        self.history.record(prefix + "_batch_count", batch_count)
 
     def _callbacks_implementing(self, method_name):
         from skorch.callbacks import Callback
@@ -576,6 +644,8 @@ class AutocastMixin:
         return torch.autocast(device_type, dtype=torch.bfloat16)
 
     def infer(self, x, **fit_params):
+        if self.precision == "fp32":  # the hot path: nothing to do
+            return super().infer(x, **fit_params)
         with self.autocast():
             out = super().infer(x, **fit_params)
         return _to_float32(out)

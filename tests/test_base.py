@@ -246,3 +246,28 @@ def test_garbage_torch_file_is_a_short_clear_error(tmp_path, content):
     with pytest.raises(ValueError, match="is not a weights file .*never unpickled") as info:
         load_state_dict(path)
     assert "weights_only=False" not in str(info.value) and "False" not in str(info.value)
+
+
+def test_lean_train_step_keeps_closures_and_gradient_callbacks():
+    from sklearn.datasets import load_digits
+    from skorch.callbacks import Callback
+
+    from sktransfer import MultiTaskClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:200] / 16, y[:200]
+    seen = []
+
+    class GradProbe(Callback):
+        def on_grad_computed(self, net, named_parameters, batch=None, **kwargs):
+            seen.append(sum(float(p.grad.abs().sum()) for _, p in named_parameters))
+
+    adam = MultiTaskClassifier(hidden_layer_sizes=(8,), max_epochs=1, batch_size=100,
+                               callbacks=[GradProbe()], random_state=0).fit(X, y)
+    assert len(seen) == 2 and all(g > 0 for g in seen)
+    assert len(adam.net_.history[-1, "batches"]) == 2
+    # L-BFGS evaluates its closure several times: skorch's own step runs it
+    lbfgs = MultiTaskClassifier(hidden_layer_sizes=(8,), optimizer=torch.optim.LBFGS, lr=0.5,
+                                max_epochs=3, batch_size=-1, random_state=0).fit(X, y)
+    losses = lbfgs.net_.history[:, "train_loss"]
+    assert losses[-1] < losses[0]

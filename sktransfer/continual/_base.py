@@ -30,7 +30,14 @@ from .._weights import (
     class_weight_table,
     combine_weights,
 )
-from ..base import MASK_VALUE, AutocastMixin, NeuralEstimatorMixin, to_tensor, trunk_output_shape
+from ..base import (
+    MASK_VALUE,
+    AutocastMixin,
+    LeanNotifyMixin,
+    NeuralEstimatorMixin,
+    to_tensor,
+    trunk_output_shape,
+)
 from ._strategies import Task
 
 __all__ = ["BaseContinualClassifier", "ContinualModule", "ContinualNet", "SCENARIOS"]
@@ -135,7 +142,7 @@ class ContinualModule(nn.Module):
         return self.heads_forward(self.features(X), task_ids)
 
 
-class ContinualNet(WeightedLossMixin, AutocastMixin, NeuralNet):
+class ContinualNet(WeightedLossMixin, AutocastMixin, LeanNotifyMixin, NeuralNet):
     """skorch net whose training step runs the continual strategies' hooks.
 
     ``plugins`` is the list of strategy plugins; ``params`` the trainable

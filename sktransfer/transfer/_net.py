@@ -19,12 +19,12 @@ is a dict ``{"X": X, "sample_weight": w}`` and the loss a weighted mean.
 from skorch import NeuralNet
 
 from .._weights import WeightedLossMixin
-from ..base import AutocastMixin
+from ..base import AutocastMixin, LeanNotifyMixin
 
 __all__ = ["FineTuneNet"]
 
 
-class FineTuneNet(WeightedLossMixin, AutocastMixin, NeuralNet):
+class FineTuneNet(WeightedLossMixin, AutocastMixin, LeanNotifyMixin, NeuralNet):
     """skorch net that trains a pretrained network following a :class:`TransferPlan`."""
 
     def __init__(self, *args, plan=None, penalty=None, **kwargs):
