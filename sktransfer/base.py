@@ -500,16 +500,25 @@ def _batch_len(batch):
 
 
 class LeanNotifyMixin:
-    """A skorch net mixin that skips per-batch callback hooks nobody implements.
+    """A skorch net mixin that does only the per-batch work something needs.
 
-    skorch calls three hooks of every callback on every batch; the default
-    callbacks implement none of them, and for small networks the calls cost
-    a noticeable share of a step. This mixin calls a per-batch hook only on
-    the callbacks whose class overrides it (the net's own hooks, which keep
-    the batch history, are always called), and sends a batch
-    that is already a dict of CPU tensors for a CPU net straight to the
-    module (skorch's ``infer`` would convert, move and check it again).
-    Epoch- and train-level hooks are unchanged.
+    For small networks skorch's per-batch bookkeeping costs a noticeable
+    share of a step. This mixin, on every net of the package:
+
+    * calls a per-batch hook only on the callbacks whose class overrides it
+      (skorch calls three hooks of every callback on every batch; the net's
+      own hooks, which keep the batch history, are always called);
+    * sends a batch that is already a dict of CPU tensors for a CPU net
+      straight to the module (skorch's ``infer`` would convert, move and
+      check it again);
+    * sets the training mode only when it changes (skorch walks every
+      submodule on every batch);
+    * reads a batch's size off its first tensor (:meth:`run_single_epoch`)
+      and runs the step without a closure for the optimizers that need
+      none (:meth:`train_step`).
+
+    Epoch- and train-level hooks, the history and what callbacks see are
+    unchanged.
     """
 
     def notify(self, method_name, **cb_kwargs):
@@ -529,6 +538,14 @@ class LeanNotifyMixin:
                         for v in x.values())):
             return self.module_(**x)
         return super().infer(x, **fit_params)
+
+    def _set_training(self, training=True):
+        # skorch sets the mode of every module (a walk over all submodules) on
+        # every batch; skip it when the network is already in that mode
+        module = self.__dict__.get("module_")
+        if module is not None and module.training == training:
+            return
+        super()._set_training(training)
 
     def train_step(self, batch, **fit_params):
         """skorch's training step without the closure, for optimizers that need none.

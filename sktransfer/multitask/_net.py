@@ -255,12 +255,6 @@ class MultiTaskNet(WeightedBatchMixin, AutocastMixin, LeanNotifyMixin, NeuralNet
         self.__dict__.setdefault("_task_acc", {}).setdefault(prefix, []).append(
             (losses.detach(), counts, weights.detach(), present))
 
-    def _set_training(self, training=True):
-        # skorch sets the mode of every module on every batch; skip when unchanged.
-        if self.module_.training == training:
-            return
-        super()._set_training(training)
-
     def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         acc = self.__dict__.pop("_task_acc", {})
         for prefix, batches in acc.items():
