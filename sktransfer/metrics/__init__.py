@@ -7,7 +7,7 @@ from ._continual import (
     forward_transfer,
     reference_accuracies,
 )
-from ._few_shot import FewShotScorer, few_shot_score, make_few_shot_scorer
+from ._few_shot import FewShotScorer, few_shot_score, make_few_shot_scorer, score_one_shot_runs
 from ._task_scorer import TaskScorer, get_task_scorer, make_task_scorer
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "FewShotScorer",
     "few_shot_score",
     "make_few_shot_scorer",
+    "score_one_shot_runs",
     "TaskScorer",
     "get_task_scorer",
     "make_task_scorer",

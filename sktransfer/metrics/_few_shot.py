@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..datasets._validation import NumberInterval, positive_int
 
-__all__ = ["FewShotScorer", "few_shot_score", "make_few_shot_scorer"]
+__all__ = ["FewShotScorer", "few_shot_score", "make_few_shot_scorer", "score_one_shot_runs"]
 
 
 def few_shot_score(estimator, X, y, n_way=5, k_shot=1, n_query=15, n_episodes=100,
@@ -210,3 +210,63 @@ def make_few_shot_scorer(n_way=5, k_shot=1, n_query=15, n_episodes=100, random_s
     """
     return FewShotScorer(n_way=n_way, k_shot=k_shot, n_query=n_query,
                          n_episodes=n_episodes, random_state=random_state)
+
+
+def score_one_shot_runs(estimator, runs):
+    """Error rate of a few-shot estimator on one-shot runs (Lake et al.'s protocol).
+
+    For each run the fitted estimator adapts to the run's training set (one
+    image per character; the estimator itself is never changed) and
+    classifies its test set. Lake et al. report the mean error over their
+    20 runs: humans 4.5%, Bayesian program learning 3.3%, Siamese nets 8.0%.
+
+    Parameters
+    ----------
+    estimator : fitted estimator with ``adapt``
+        A few-shot classifier of :mod:`sktransfer.meta`.
+    runs : list of Bunch
+        Runs with ``X_train``, ``y_train``, ``X_test``, ``y_test``, as
+        :func:`sktransfer.datasets.make_one_shot_runs` builds them.
+
+    Returns
+    -------
+    dict
+        ``"mean_error"`` (the mean over the runs of each run's error rate),
+        ``"std_error"`` (their standard deviation across runs) and
+        ``"errors"`` (one error rate per run, an ndarray).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sktransfer.datasets import make_one_shot_runs
+    >>> from sktransfer.meta import PrototypicalClassifier
+    >>> from sktransfer.metrics import score_one_shot_runs
+    >>> X, y = load_digits(return_X_y=True)
+    >>> X = (X / 16).astype("float32")
+    >>> proto = PrototypicalClassifier(n_way=5, max_epochs=2, episodes_per_epoch=20,
+    ...                                random_state=0).fit(X[y < 5], y[y < 5])
+    >>> runs = make_one_shot_runs(X[y >= 5], y[y >= 5], groups=(y[y >= 5] * 0), n_runs=3,
+    ...                           n_way=5, random_state=0)
+    >>> result = score_one_shot_runs(proto, runs)
+    >>> sorted(result), 0 <= result["mean_error"] < 0.8
+    (['errors', 'mean_error', 'std_error'], True)
+    """
+    if not hasattr(estimator, "adapt"):
+        raise TypeError(f"{type(estimator).__name__} has no adapt method; one-shot runs score "
+                        "a few-shot estimator of sktransfer.meta")
+    check_is_fitted(estimator)
+    runs = list(runs)
+    if not runs:
+        raise ValueError("runs is empty; build them with sktransfer.datasets.make_one_shot_runs")
+    errors = []
+    for k, run in enumerate(runs):
+        try:
+            X_train, y_train, X_test, y_test = (run["X_train"], run["y_train"], run["X_test"],
+                                                run["y_test"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"runs[{k}] must have X_train, y_train, X_test and y_test") from exc
+        adapted = estimator.adapt(X_train, y_train)
+        errors.append(float(np.mean(adapted.predict(X_test) != np.asarray(y_test))))
+    errors = np.asarray(errors)
+    return {"mean_error": float(errors.mean()), "std_error": float(errors.std()),
+            "errors": errors}
