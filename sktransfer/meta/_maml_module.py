@@ -15,7 +15,7 @@ import torch
 from ._functional_forward import functional_forward_fn
 from ._inner_loop import InnerLoopModule, inner_loop, resolve_adapt_layers
 from ._inner_update import build_inner_update
-from ._learner import has_batch_norm, use_fused_batch_norm
+from ._learner import has_batch_norm, use_fused_batch_norm, use_primitive_batch_norm
 from ._task_batching import (
     CompiledRunner,
     LoopRunner,
@@ -129,6 +129,8 @@ def build_maml_module(learner, *, inner_lr, inner_steps, inner_steps_test=None,
                            n_params, has_batch_norm(learner))
     if fuse_batch_norm and isinstance(runner, (LoopRunner, CompiledRunner)):
         use_fused_batch_norm(learner)
+    if isinstance(runner, VmapRunner):
+        use_primitive_batch_norm(learner)  # a user's fused batch norm is inexact under vmap
     if compile_step and functional_forward_fn(learner) is None:
         raise ValueError(
             "compile_step=True needs a network made of plain layers (MLP, Conv4, "

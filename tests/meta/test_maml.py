@@ -369,3 +369,26 @@ def test_compiled_step_equals_the_loop_and_is_refused_for_second_order(monkeypat
     maml.fit(X[y < 5], y[y < 5])
     assert maml.task_batching_reason_ == "compiled first-order step"
     assert maml.predict(X[:3]).shape == (3,)
+
+
+def test_vmap_runner_swaps_a_users_fused_batch_norm_for_the_exact_one():
+    from torch import nn
+
+    from sktransfer.meta import MAMLClassifier
+    from sktransfer.modules import BatchNorm2d, Conv4
+
+    rng = np.random.RandomState(0)
+    X = rng.rand(60, 1, 8, 8).astype(np.float32)
+    y = np.repeat(np.arange(6), 10)
+    kw = dict(n_way=3, k_shot=2, n_query=2, episodes_per_epoch=4, max_epochs=1,
+              task_batching="vmap", random_state=0)
+    torch.manual_seed(0)  # the same initial weights for both networks
+    fused = MAMLClassifier(module=Conv4(hidden_channels=4, n_blocks=2, image_size=8,
+                                        track_running_stats=False), **kw).fit(X, y)
+    assert not any(type(m) is nn.BatchNorm2d for m in fused.net_.module_.modules())
+    assert any(type(m) is BatchNorm2d for m in fused.net_.module_.modules())
+    torch.manual_seed(0)
+    primitive = MAMLClassifier(module=Conv4(hidden_channels=4, n_blocks=2, image_size=8,
+                                            track_running_stats=False,
+                                            batch_norm="primitive"), **kw).fit(X, y)
+    np.testing.assert_array_equal(fused.predict_proba(X), primitive.predict_proba(X))
