@@ -16,6 +16,8 @@ learner's rule scores the queries against the support state
 :meth:`~MetricModule.query_logits` at prediction).
 """
 
+from abc import ABCMeta, abstractmethod
+
 import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -62,7 +64,7 @@ def encode_support_query(module, Xs=None, ys=None, Xq=None, n_classes=None, *,
     return state, fq
 
 
-class MetricModule(nn.Module):
+class MetricModule(nn.Module, metaclass=ABCMeta):
     """An embedding network with an episode rule.
 
     Subclasses implement :meth:`query_logits`, and may override
@@ -91,9 +93,9 @@ class MetricModule(nn.Module):
         """What the rule keeps of a support set's embeddings (a dict; the adapted state)."""
         return {"support": fs, "labels": ys, "n_classes": n_classes}
 
+    @abstractmethod
     def query_logits(self, state, fq):
-        """The logits of the query embeddings ``fq`` at prediction."""
-        raise NotImplementedError
+        """The logits of the query embeddings ``fq`` at prediction (every rule defines it)."""
 
     def episode_logits(self, state, fq):
         """The logits of the query embeddings in a meta-training episode (what

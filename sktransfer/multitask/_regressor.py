@@ -6,7 +6,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.metaestimators import available_if
 
 from ..base import parameter_constraints
-from ._estimator import MultiTaskMixin
+from ._estimator import MultiTaskMixin, shared_parameter_docs
 
 __all__ = ["MultiTaskRegressor"]
 
@@ -24,6 +24,7 @@ def _has_classification_task(estimator):
     return "classification" in types
 
 
+@shared_parameter_docs
 @parameter_constraints()
 class MultiTaskRegressor(MultiTaskMixin, RegressorMixin, BaseEstimator):
     """Learn several regression tasks with one network.
@@ -53,95 +54,13 @@ class MultiTaskRegressor(MultiTaskMixin, RegressorMixin, BaseEstimator):
 
     Parameters
     ----------
-    architecture : str, Architecture or nn.Module, default="hard"
-        How the tasks share the network. A name of
-        ``sktransfer.multitask.ARCHITECTURES``, which builds that
-        architecture with its defaults: ``"hard"`` (a shared trunk with one
-        linear head per task), ``"independent"`` (one network per task,
-        nothing shared), ``"conditioned"`` (one network for every task, told
-        the task by a one-hot vector appended to the input),
-        ``"cross_stitch"`` (a column per task, mixed after every block),
-        ``"sluice"`` (cross-stitch with
-        subspaces and a learned mix of the layers' outputs), ``"mtan"`` (a
-        shared trunk with per-task attention masks) or ``"mmoe"`` (a
-        multi-gate mixture of experts). Or an
-        :class:`~sktransfer.multitask.Architecture` object
-        (:class:`~sktransfer.multitask.HardParameterSharing`,
-        :class:`~sktransfer.multitask.Independent`,
-        :class:`~sktransfer.multitask.TaskConditioning`,
-        :class:`~sktransfer.multitask.CrossStitch`,
-        :class:`~sktransfer.multitask.Sluice`,
-        :class:`~sktransfer.multitask.MTAN`,
-        :class:`~sktransfer.multitask.MMoE`; their pages describe each), whose
-        parameters are searchable as ``architecture__<name>``. Or an
-        ``nn.Module`` with ``forward(X, task_ids=None)`` (see
-        :mod:`sktransfer.multitask._architectures`), used as given.
-    weighting : str or Weighting, default="equal"
-        How the per-task losses are combined. A name of
-        ``sktransfer.multitask.WEIGHTINGS``, which builds that weighting with
-        its defaults. Weights from the losses: ``"equal"`` (their sum),
-        ``"static"`` (fixed ``task_weights``), ``"uncertainty"`` (learned
-        homoscedastic uncertainty, Kendall et al., 2018), ``"dwa"`` (dynamic
-        weight averaging), ``"rlw"`` (random loss weighting), ``"famo"``
-        (fast adaptive multitask optimisation). Weights from the tasks'
-        gradients: ``"gradnorm"`` (gradient normalisation), ``"mgda"``
-        (multiple-gradient descent), ``"mgda_ub"`` (MGDA on the shared
-        representation), ``"pcgrad"`` (projecting conflicting gradients),
-        ``"cagrad"`` (conflict-averse gradient descent), ``"imtl"``
-        (impartial multi-task learning), ``"upgrad"`` (unconflicting
-        projection of gradients), ``"aligned_mtl"`` (Aligned-MTL) and
-        ``"nash_mtl"`` (Nash-MTL). Or a
-        :class:`~sktransfer.multitask.Weighting` object (the class of each
-        name, such as :class:`~sktransfer.multitask.UncertaintyWeighting`,
-        is on the API page with its parameters and reference), whose
-        parameters are searchable as ``weighting__<name>``.
-    task_weights : array-like, dict or None, default=None
-        Static weights, one per task in the order of ``tasks_`` (or a dict
-        from task to weight). Used with ``"equal"``/``"static"``.
-    task_column : int, str or None, default=None
-        Take the task ids from this column of ``X`` (an index, or a name for
-        a DataFrame) and drop it from the features. A transformer in front
-        (a ``ColumnTransformer``) returns an array without names: keep them
-        with ``set_output(transform="pandas")`` (and
-        ``verbose_feature_names_out=False``), or give the integer index.
-    missing_label : scalar or None, default=None
-        An extra value that marks a missing label in 2-D ``Y`` (NaN and None
-        always do).
+    {task_params}
     task_types : None, list or dict, default=None
         ``"regression"`` (the default for every task) or ``"classification"``
         per task, in the order of ``tasks_`` or as a dict from task to type:
         one model for mixed targets (see :class:`MultiTaskClassifier`); the
         classification tasks have probabilities (:meth:`predict_proba`).
-    module : None, nn.Module class, factory or instance, default=None
-        The shared trunk. ``None`` uses an :class:`~sktransfer.modules.MLP`
-        with ``hidden_layer_sizes`` for 2-D ``X`` and a
-        :class:`~sktransfer.modules.Conv4` for images (n, C, H, W).
-    hidden_layer_sizes : tuple of int, default=(100,)
-        Widths of the default MLP trunk.
-    optimizer : torch optimizer class, default=torch.optim.Adam
-    lr : float, default=1e-3
-    max_epochs : int, default=20
-    batch_size : int, default=64
-    callbacks : list of skorch callbacks or None, default=None
-    train_split : None or skorch split, default=None
-    early_stopping, validation_fraction, n_iter_no_change, tol
-        Default ``False, 0.1, 10, 1e-4``: early stopping as in scikit-learn's
-        ``MLPClassifier``;
-        see :class:`~sktransfer.base.NeuralEstimatorMixin`.
-    device : {"cpu", "cuda", "auto"}, default="cpu"
-    random_state : int, RandomState or None, default=None
-    verbose : int, default=0
-        1 prints skorch's epoch table, with the per-task losses and weights
-        as one rounded column per task (``train_loss[<task>]``,
-        ``weight[<task>]``; see :class:`~sktransfer.multitask._net.TaskPrintLog`).
-    net_params : dict or None, default=None
-        See :class:`~sktransfer.base.NeuralEstimatorMixin` for these.
-    precision : {"fp32", "bf16"}, default="fp32"
-        ``"bf16"``: bfloat16 mixed precision.
-    accelerator : None or accelerate.Accelerator, default=None
-        Train through Hugging Face Accelerate, data parallel under a
-        launcher. Both: see :class:`~sktransfer.base.NeuralEstimatorMixin`.
-
+    {network_params}
     Attributes
     ----------
     net_ : skorch.NeuralNet
