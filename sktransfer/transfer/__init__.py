@@ -6,8 +6,10 @@
   pretrained batch-norm statistics kept frozen (untrained ones train), and
   defaults that work on a few examples per class.
 * strategies (``strategy=``): :class:`LastLayer`, :class:`TopLayers`,
-  :class:`FullFineTuning`, :class:`GradualUnfreezing`, :class:`LPFT`, on the
-  base :class:`TransferStrategy` (:data:`STRATEGIES` maps their names);
+  :class:`FullFineTuning`, :class:`GradualUnfreezing`, :class:`LPFT`,
+  :class:`LoRA` (low-rank adapters, merged after training), :class:`BitFit`
+  (biases only), on the base :class:`TransferStrategy` (:data:`STRATEGIES`
+  maps their names);
 * :class:`PretrainedFeatures`: the frozen network as a transformer, for the
   linear-probe baseline ``make_pipeline(PretrainedFeatures(net), LogisticRegression())``.
 """
@@ -17,13 +19,15 @@ from ._finetuner import FineTuner, FineTunerRegressor
 from ._strategies import (
     LPFT,
     STRATEGIES,
+    BitFit,
     FullFineTuning,
     GradualUnfreezing,
     LastLayer,
+    LoRA,
     TopLayers,
     TransferStrategy,
 )
 
-__all__ = ["LPFT", "STRATEGIES", "FineTuner", "FineTunerRegressor", "FullFineTuning",
+__all__ = ["LPFT", "STRATEGIES", "BitFit", "LoRA", "FineTuner", "FineTunerRegressor", "FullFineTuning",
            "GradualUnfreezing", "LastLayer", "PretrainedFeatures", "TopLayers",
            "TransferStrategy"]

@@ -72,7 +72,8 @@ _PARAMS_DOC = """
 
         A bare fitted estimator is rejected with a ``TypeError``: ``clone``
         would reset it, so it must be wrapped in ``FrozenEstimator``.
-    strategy : {"last", "top", "full", "gradual", "lp_ft"} or TransferStrategy, default="lp_ft"
+    strategy : {"last", "top", "full", "gradual", "lp_ft", "lora", "bitfit"} or \
+            TransferStrategy, default="lp_ft"
         What trains (see the user guide for which to use when); a name, or
         a strategy object (:class:`~sktransfer.transfer.LastLayer`,
         :class:`~sktransfer.transfer.TopLayers`,
@@ -97,7 +98,13 @@ _PARAMS_DOC = """
         * ``"lp_ft"``: the head is first fitted to convergence on the frozen
           features (L-BFGS, L2 strength ``lp_alpha``), then everything trains
           for ``max_epochs`` epochs, the backbone at a lower rate (Kumar et
-          al., 2022).
+          al., 2022);
+        * ``"lora"``: low-rank adapters on every linear and 2-d convolutional
+          layer of the backbone, the base weights frozen, merged into the
+          weights after every call (:class:`~sktransfer.transfer.LoRA`
+          configures rank, scale, dropout, the layers and the merge);
+        * ``"bitfit"``: the backbone's biases and the head
+          (:class:`~sktransfer.transfer.BitFit`).
 
         Layer groups come from the network's structure: every module that
         owns parameters starts a group, in module order, and a normalisation
@@ -164,6 +171,7 @@ _PARAMS_DOC = """
         ``"last"``                            ``1e-2``  (not trained)
         ``"top"``, ``"full"``, ``"gradual"``  ``1e-2``  ``1e-3``
         ``"lp_ft"``                           ``1e-2``  ``1e-3``
+        ``"lora"``, ``"bitfit"``              ``1e-2``  ``1e-2``
         ====================================  ========  ==========================
 
         The fitted ``lr_`` is the value used.
@@ -217,6 +225,13 @@ _ATTRS_DOC = """
     strategy_ : TransferStrategy
         The strategy object that trained (``strategy``, or the object its
         name stands for).
+    n_trainable_params_ : int
+        The number of parameters that trained in the last epoch of the last
+        call (the head's included; for ``"lora"``, the adapters';
+        ``net_.history[:, "trainable_params"]`` has it for every epoch).
+    n_params_ : int
+        The number of parameters of the fitted ``net_.module_`` (after a
+        LoRA merge: those of the pretrained architecture with its new head).
     n_features_in_ : int
     input_shape_ : tuple
         Shape of one sample.
@@ -481,10 +496,12 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         example = to_tensor(data["X"][:2]).to(device)
         network, head_name = build_network(module, self.head, self.head_name, data["n_out"],
                                            example, has_output)
+        strategy = self._strategy()
+        strategy.prepare_network(network, head_name)
         groups, bn_layers = layer_groups(network, head_name)
         # read before anything runs in training mode: the pretrained statistics
         fresh = untrained_batch_norm(network, bn_layers) if self.bn == "auto" else None
-        plan = TransferPlan(groups, bn_layers, self._strategy(), self.n_layers,
+        plan = TransferPlan(groups, bn_layers, strategy, self.n_layers,
                             self.unfreeze_every, data["trainable"], self.bn,
                             data["backbone_scale"], self.layer_lr_decay, bn_train=fresh)
         penalty = None
@@ -512,8 +529,11 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         # "last" probes a new head only: a kept pretrained head (head="keep") already
         # answers the target's classes, and refitting it from a few examples would
         # throw that away (on a domain shift at 1 example per class, 0.917 -> 0.872)
-        if ctx.new_model and net.plan.strategy.probes_head(self.head):
+        strategy = net.plan._schedule()
+        if ctx.new_model and strategy.probes_head(self.head):
             self._linear_probe(net.module_, data["head_name"], X, yt, ctx.device, w)
+        if not ctx.new_model and strategy.prepare_network(net.module_, self.head_name_):
+            net.rebuild_optimizer()  # e.g. fresh LoRA adapters on the merged weights
         inputs = to_tensor(X) if w is None else {"X": to_tensor(X), SAMPLE_WEIGHT: w}
         net.partial_fit(inputs, yt, epochs=data["max_epochs"])
 
@@ -527,6 +547,9 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
             self.bn_modes_ = data["bn_modes"]
             self.strategy_ = net.plan.strategy
         self.max_epochs_ = data["max_epochs"]
+        self.n_trainable_params_ = net.count_trainable(max(len(net.history) - 1, 0))
+        net.plan._schedule().finish_call(net.module_)
+        self.n_params_ = int(sum(p.numel() for p in net.module_.parameters()))
         return self
 
     def _linear_probe(self, network, head_name, X, y, device, weight=None):

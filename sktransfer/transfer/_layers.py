@@ -18,7 +18,8 @@ Layer groups
     ``Embedding``, ...) starts a group, in module order; a normalisation layer
     (batch, layer, group or instance norm) joins the group of the layer before
     it. The head is the last group. A group is a list of parameter names, so
-    a group is what gradual unfreezing opens and what ``n_layers`` counts.
+    a group is what gradual unfreezing opens and what ``n_layers`` counts. A
+    LoRA adapter (``_lora.LoRALayer``) is one group with the layer it wraps.
 
 Untrained batch norm
     A batch-norm layer whose running statistics still hold their initial
@@ -32,6 +33,7 @@ import torch
 from torch import nn
 
 from ..modules import BatchNorm2d
+from ._lora import LoRALayer
 
 __all__ = ["build_network", "layer_groups", "untrained_batch_norm", "NORM_TYPES"]
 
@@ -199,7 +201,8 @@ def layer_groups(network, head_name):
         if mname == head_name or mname.startswith(prefix):
             continue
         own = []
-        for pname, p in mod.named_parameters(recurse=False):
+        # a LoRA adapter and the layer it wraps are one group
+        for pname, p in mod.named_parameters(recurse=isinstance(mod, LoRALayer)):
             if id(p) in seen:
                 continue
             seen.add(id(p))

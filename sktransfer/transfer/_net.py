@@ -47,6 +47,22 @@ class FineTuneNet(WeightedLossMixin, AutocastMixin, LeanNotifyMixin, NeuralNet):
         self.optimizer_ = self.optimizer(pgroups, lr=lr, **kwargs)
         return self
 
+    def rebuild_optimizer(self):
+        """A new optimizer over the module's current parameters (after the strategy
+        changed the network), keeping the state of the parameters the old one had."""
+        old = self.optimizer_
+        self.initialize_optimizer()
+        for group in self.optimizer_.param_groups:
+            for p in group["params"]:
+                if p in old.state:
+                    self.optimizer_.state[p] = old.state[p]
+        return self
+
+    def count_trainable(self, epoch):
+        """The number of parameters that train in epoch ``epoch`` (0-based)."""
+        trainable = self.plan.trainable_names(epoch)
+        return int(sum(p.numel() for n, p in self.module_.named_parameters() if n in trainable))
+
     # ------------------------------------------------------------ the plan
     def _apply_plan(self, epoch):
         trainable = self.plan.trainable_names(epoch)

@@ -6,8 +6,9 @@ only parameter *names* (never tensors), so it pickles with the skorch net and
 stays valid after unpickling or moving the network to another device.
 
 ``trainable`` (name patterns) replaces the groups a strategy with a fixed set
-of open groups chooses (``LastLayer``, ``TopLayers``, ``FullFineTuning``) and
-bounds what a schedule opens (``GradualUnfreezing``, ``LPFT``).
+of open groups chooses (``LastLayer``, ``TopLayers``, ``FullFineTuning``),
+bounds what a schedule opens (``GradualUnfreezing``, ``LPFT``) and adds to
+the parameters a strategy chooses itself (``BitFit``, ``LoRA``).
 
 Batch norm, per layer: a *frozen* batch-norm layer never trains its
 parameters and always uses its running statistics; a *trained* one trains
@@ -75,6 +76,9 @@ class TransferPlan:
                     f"trainable patterns {unmatched} match no backbone parameter; the backbone's "
                     f"parameters are {names[:12]}{' ...' if len(names) > 12 else ''}"
                 )
+        chosen = self.strategy.trainable_parameters(names)
+        #: the backbone parameters the strategy itself trains (BitFit, LoRA), or None
+        self.chosen = None if chosen is None else set(chosen)
         bn_names = {m for m, _ in self.bn_layers}
         self.bn_params = {n for n in names if n.rpartition(".")[0] in bn_names}
         if bn == "train":
@@ -106,8 +110,14 @@ class TransferPlan:
         return self.strategy
 
     def _exact(self):
-        """Whether ``trainable`` is exactly what trains (else it bounds the schedule)."""
+        """Whether a fixed set of backbone parameters trains (else the schedule decides)."""
+        if vars(self).get("chosen") is not None:
+            return True
         return self.allowed is not None and self._schedule().opens_exactly_trainable
+
+    def _exact_names(self):
+        """The fixed set: the strategy's own parameters and those ``trainable`` names."""
+        return set(vars(self).get("chosen") or ()) | set(self.allowed or ())
 
     def n_open(self, epoch):
         """Backbone groups open (from the top) in epoch ``epoch`` (0-based)."""
@@ -117,7 +127,7 @@ class TransferPlan:
         """Names of the parameters that train in epoch ``epoch``."""
         G = self.n_groups
         if self._exact():
-            open_names = set(self.allowed)
+            open_names = self._exact_names()
         else:
             k = self.n_open(epoch)
             open_names = {n for g in self.backbone[G - k:] for n in g} if k else set()
@@ -154,7 +164,8 @@ class TransferPlan:
             return [m for m, _ in self.bn_layers]
         first_open = self.n_groups - self.n_open(epoch)
         if self._exact():
-            open_groups = {i for i, g in enumerate(self.backbone) if self.allowed & set(g)}
+            exact = self._exact_names()
+            open_groups = {i for i, g in enumerate(self.backbone) if exact & set(g)}
         else:
             open_groups = set(range(first_open, self.n_groups))
         return [m for m, i in self.bn_layers if m not in trained or i not in open_groups]

@@ -18,24 +18,33 @@ groups, a strategy answers, through the hooks of :class:`TransferStrategy`:
   relative to a given ``lr`` when ``backbone_lr=None``;
 * ``opens_exactly_trainable``: whether the ``trainable`` name patterns are
   exactly what trains (strategies with a fixed set of open groups) or only
-  bound what the strategy opens (schedules).
+  bound what the strategy opens (schedules);
+* :meth:`~TransferStrategy.prepare_network`,
+  :meth:`~TransferStrategy.trainable_parameters` and
+  :meth:`~TransferStrategy.finish_call`: strategies that train chosen
+  parameters rather than layer groups (BitFit's biases) or that change the
+  network (LoRA's adapters, merged after every call).
 
 The strategies: ``"last"`` (:class:`LastLayer`), ``"top"``
 (:class:`TopLayers`), ``"full"`` (:class:`FullFineTuning`), ``"gradual"``
-(:class:`GradualUnfreezing`, ULMFiT) and ``"lp_ft"`` (:class:`LPFT`, Kumar et
-al.'s linear probe, then fine-tune). The plan that applies a strategy to a
+(:class:`GradualUnfreezing`, ULMFiT), ``"lp_ft"`` (:class:`LPFT`, Kumar et
+al.'s linear probe, then fine-tune), ``"lora"`` (:class:`LoRA`, low-rank
+adapters) and ``"bitfit"`` (:class:`BitFit`, the biases only). The plan that applies a strategy to a
 network's parameter names, with batch norm and learning-rate scales, is
 :class:`~sktransfer.transfer._plan.TransferPlan`.
 """
 
 from abc import ABCMeta, abstractmethod
-from numbers import Integral
+from numbers import Integral, Real
 
+import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval
 
-__all__ = ["STRATEGIES", "FullFineTuning", "GradualUnfreezing", "LPFT", "LastLayer",
-           "TopLayers", "TransferStrategy", "get_strategy"]
+from ._lora import LoRALayer, add_adapters, lora_targets, merge_adapters
+
+__all__ = ["STRATEGIES", "BitFit", "FullFineTuning", "GradualUnfreezing", "LPFT", "LastLayer",
+           "LoRA", "TopLayers", "TransferStrategy", "get_strategy"]
 
 
 class TransferStrategy(BaseEstimator, metaclass=ABCMeta):
@@ -90,6 +99,31 @@ class TransferStrategy(BaseEstimator, metaclass=ABCMeta):
         ``"keep"`` or ``"add"``). Default: no probe.
         """
         return False
+
+    def prepare_network(self, network, head_name):
+        """Change the network in place before it trains; return whether it changed.
+
+        Called on the new network before its layer groups are read, and again
+        on the fitted network at the start of every later ``partial_fit``
+        (a changed network there gets a new optimizer, which keeps the state
+        of the parameters it had before). Default: nothing, ``False``.
+        """
+        return False
+
+    def trainable_parameters(self, backbone_names):
+        """The backbone parameters that train in every epoch, or ``None``.
+
+        ``backbone_names`` lists the parameter names of the backbone groups
+        (of the network after :meth:`prepare_network`). A set of names
+        replaces the layer-group schedule of :meth:`n_open` (the head still
+        trains, and ``trainable`` patterns add parameters that train fully).
+        Default: ``None``, the schedule.
+        """
+        return None
+
+    def finish_call(self, network):
+        """Change the trained network in place at the end of every ``fit`` /
+        ``partial_fit`` call (LoRA merges its adapters). Default: nothing."""
 
 
 class LastLayer(TransferStrategy):
@@ -204,6 +238,138 @@ class LPFT(TransferStrategy):
         return True
 
 
+class LoRA(TransferStrategy):
+    """Low-rank adapters on the linear and convolutional layers, the base weights frozen.
+
+    Hu et al.'s (2022) LoRA: every ``nn.Linear`` and ``nn.Conv2d`` of the
+    backbone (or those ``target_modules`` names) computes
+    ``W0 x + b + alpha / rank * B A dropout(x)``; only ``A`` and ``B`` (and
+    the head) train, ``B`` starting at zero so that training starts from the
+    pretrained network. An ``nn.Conv2d`` gets ``A`` as a convolution with its
+    kernel into ``rank`` channels and ``B`` as a 1x1 convolution (grouped
+    convolutions get no adapter).
+
+    With ``merge=True`` the adapters are folded into the weights
+    (``W0 += alpha / rank * B A``) at the end of every ``fit`` and
+    ``partial_fit`` call: the fitted ``net_.module_`` has exactly the
+    pretrained architecture and predicts at its cost, and a later
+    ``partial_fit`` puts fresh adapters (``B = 0``) on the merged weights
+    (the head's optimizer state carries over, the adapters' restarts).
+    ``merge=False`` keeps the adapters (``LoRALayer`` modules) in the fitted
+    network, so ``partial_fit`` continues them exactly.
+
+    Parameters
+    ----------
+    rank : int, default=4
+        The rank ``r`` of each update.
+    alpha : float, default=8.0
+        The update is scaled by ``alpha / rank``.
+    dropout : float, default=0.0
+        Dropout on the adapters' input.
+    target_modules : list of str or None, default=None
+        ``fnmatch`` patterns over module names (``"features.*"``); ``None``:
+        every linear and 2-d convolutional layer outside the head. A pattern
+        that matches none is an error.
+    merge : bool, default=True
+        Merge the adapters into the weights after every call.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn.datasets import load_digits
+    >>> from sktransfer.transfer import FineTuner, LoRA
+    >>> X, y = load_digits(return_X_y=True)
+    >>> _ = torch.manual_seed(0)
+    >>> source = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(),
+    ...                              torch.nn.Linear(32, 32), torch.nn.ReLU(),
+    ...                              torch.nn.Linear(32, 5))
+    >>> ft = FineTuner(source, strategy=LoRA(rank=2), max_epochs=20,
+    ...                random_state=0).fit(X[:500] / 16, y[:500])
+    >>> ft.n_trainable_params_, ft.n_params_   # adapters 192 + 128, head 330
+    (650, 3466)
+    >>> ft.net_.module_                 # merged: the pretrained architecture
+    Sequential(
+      (0): Linear(in_features=64, out_features=32, bias=True)
+      (1): ReLU()
+      (2): Linear(in_features=32, out_features=32, bias=True)
+      (3): ReLU()
+      (4): Linear(in_features=32, out_features=10, bias=True)
+    )
+    """
+
+    _parameter_constraints: dict = {
+        "rank": [Interval(Integral, 1, None, closed="left")],
+        "alpha": [Interval(Real, 0, np.inf, closed="neither")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "target_modules": [list, tuple, None],
+        "merge": ["boolean"],
+    }
+
+    default_rates = (1e-2, 1e-2)
+
+    def __init__(self, rank=4, alpha=8.0, dropout=0.0, target_modules=None, merge=True):
+        self.rank = rank
+        self.alpha = alpha
+        self.dropout = dropout
+        self.target_modules = target_modules
+        self.merge = merge
+
+    def n_open(self, epoch, n_groups):
+        return n_groups
+
+    def prepare_network(self, network, head_name):
+        if any(isinstance(m, LoRALayer) for m in network.modules()):
+            return False  # adapters kept (merge=False): training continues with them
+        patterns = None if self.target_modules is None else list(self.target_modules)
+        if patterns is not None and not all(isinstance(p, str) for p in patterns):
+            raise TypeError(f"LoRA target_modules must be a list of name patterns, got "
+                            f"{self.target_modules!r}")
+        names = lora_targets(network, head_name, patterns)
+        if not names:
+            raise ValueError(f"the pretrained {type(network).__name__} has no nn.Linear or "
+                             f"nn.Conv2d layer outside the head for a LoRA adapter")
+        add_adapters(network, names, self.rank, self.alpha, self.dropout)
+        return True
+
+    def trainable_parameters(self, backbone_names):
+        return {n for n in backbone_names if ".lora_A." in f".{n}" or ".lora_B." in f".{n}"}
+
+    def finish_call(self, network):
+        if self.merge:
+            merge_adapters(network)
+
+
+class BitFit(TransferStrategy):
+    """Train the biases of the backbone and the head, nothing else (Ben Zaken et al., 2022).
+
+    Every parameter of the backbone named ``bias`` trains (a batch-norm
+    layer's only when ``bn`` lets the layer train), every other backbone
+    parameter stays at its pretrained value: the fewest parameters of any
+    strategy that still changes the features. A new head is first fitted by
+    the linear probe, as with ``"last"``.
+
+    Examples
+    --------
+    >>> from sktransfer.transfer import BitFit
+    >>> sorted(BitFit().trainable_parameters(["0.weight", "0.bias", "2.weight", "2.bias"]))
+    ['0.bias', '2.bias']
+    """
+
+    default_rates = (1e-2, 1e-2)
+
+    def n_open(self, epoch, n_groups):
+        return n_groups
+
+    def probes_head(self, head):
+        # the head holds most of what trains: a new one starts from the linear
+        # probe, as with "last" (digits 0-4 -> 5-9, 300 examples: 0.79 against
+        # 0.66 from a random head)
+        return head != "keep"
+
+    def trainable_parameters(self, backbone_names):
+        return {n for n in backbone_names if n.rpartition(".")[2] == "bias"}
+
+
 #: The strategies ``strategy=`` accepts by name.
 STRATEGIES = {
     "last": LastLayer,
@@ -211,6 +377,8 @@ STRATEGIES = {
     "full": FullFineTuning,
     "gradual": GradualUnfreezing,
     "lp_ft": LPFT,
+    "lora": LoRA,
+    "bitfit": BitFit,
 }
 
 

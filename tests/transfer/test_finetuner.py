@@ -512,7 +512,7 @@ def test_transfer_strategies_registry_and_old_plans():
     from sktransfer.transfer import STRATEGIES, TransferStrategy
     from sktransfer.transfer._plan import TransferPlan
 
-    assert sorted(STRATEGIES) == ["full", "gradual", "last", "lp_ft", "top"]
+    assert sorted(STRATEGIES) == ["bitfit", "full", "gradual", "last", "lora", "lp_ft", "top"]
     assert all(issubclass(cls, TransferStrategy) for cls in STRATEGIES.values())
     groups = [["a.w"], ["b.w"], ["head.w"]]
     plan = TransferPlan(groups, [], "gradual", 1, 2, None, "freeze", 1.0, 1.0)
