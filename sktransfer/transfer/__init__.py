@@ -10,12 +10,16 @@
   :class:`LoRA` (low-rank adapters, merged after training), :class:`BitFit`
   (biases only), on the base :class:`TransferStrategy` (:data:`STRATEGIES`
   maps their names);
+* feature regularisers (``regularizer=``), next to the L2-SP penalty:
+  :class:`BSS` (batch spectral shrinkage) and :class:`DELTA` (feature maps
+  with channel attention), on the base :class:`TransferRegularizer`;
 * :class:`PretrainedFeatures`: the frozen network as a transformer, for the
   linear-probe baseline ``make_pipeline(PretrainedFeatures(net), LogisticRegression())``.
 """
 
 from ._features import PretrainedFeatures
 from ._finetuner import FineTuner, FineTunerRegressor
+from ._regularizers import BSS, DELTA, TransferRegularizer
 from ._strategies import (
     LPFT,
     STRATEGIES,
@@ -28,6 +32,7 @@ from ._strategies import (
     TransferStrategy,
 )
 
-__all__ = ["LPFT", "STRATEGIES", "BitFit", "LoRA", "FineTuner", "FineTunerRegressor", "FullFineTuning",
+__all__ = ["BSS", "DELTA", "LPFT", "STRATEGIES", "BitFit", "LoRA", "TransferRegularizer",
+           "FineTuner", "FineTunerRegressor", "FullFineTuning",
            "GradualUnfreezing", "LastLayer", "PretrainedFeatures", "TopLayers",
            "TransferStrategy"]

@@ -1,5 +1,6 @@
 """FineTuner and FineTunerRegressor: adapt a pretrained network to a new task."""
 
+import copy
 import math
 import warnings
 from numbers import Integral, Real
@@ -33,6 +34,7 @@ from ._net import FineTuneNet
 from ._penalty import L2SP
 from ._plan import BN_MODES, TransferPlan
 from ._pretrained import PRETRAINED_CONSTRAINT, resolve_pretrained
+from ._regularizers import TransferRegularizer
 from ._strategies import STRATEGIES, TransferStrategy, get_strategy
 
 __all__ = ["FineTuner", "FineTunerRegressor"]
@@ -146,6 +148,12 @@ _PARAMS_DOC = """
         pretrained parameters ``w`` (pretrained values ``w0``) to the loss.
     l2sp_beta : float, default=0.0
         Adds ``l2sp_beta / 2 * ||w_head||^2`` over a new head's parameters.
+    regularizer : TransferRegularizer, list of them, or None, default=None
+        Feature regularisers added to the training loss:
+        :class:`~sktransfer.transfer.BSS` (batch spectral shrinkage of the
+        head's input) and :class:`~sktransfer.transfer.DELTA` (feature maps
+        kept close to the pretrained network's, weighted by channel
+        attention); searchable as ``regularizer__<name>``.
     bn : {"auto", "freeze", "train"}, default="auto"
         Batch-norm layers outside the head. ``"freeze"``: they keep their
         statistics (eval mode) and parameters. ``"train"``: those in open
@@ -282,6 +290,7 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         "layer_lr_decay": [_FINITE_POSITIVE],
         "l2sp_alpha": [_NON_NEGATIVE],
         "l2sp_beta": [_NON_NEGATIVE],
+        "regularizer": [TransferRegularizer, list, tuple, None],
         "bn": [StrOptions(set(BN_MODES))],
         "lp_alpha": [_NON_NEGATIVE],
     }
@@ -299,6 +308,7 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         layer_lr_decay=1.0,
         l2sp_alpha=0.0,
         l2sp_beta=0.0,
+        regularizer=None,
         bn="auto",
         lp_alpha=1e-3,
         optimizer=torch.optim.Adam,
@@ -328,6 +338,7 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         self.layer_lr_decay = layer_lr_decay
         self.l2sp_alpha = l2sp_alpha
         self.l2sp_beta = l2sp_beta
+        self.regularizer = regularizer
         self.bn = bn
         self.lp_alpha = lp_alpha
         self.optimizer = optimizer
@@ -511,12 +522,13 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
             anchored = [n for g in (groups if kept else groups[:-1]) for n in g]
             penalty = L2SP(self.l2sp_alpha, self.l2sp_beta, {n: state[n] for n in anchored},
                            [] if kept else groups[-1])
+        regularizers = [r.build(network, head_name) for r in self._regularizers()]
         kwargs = self._net_kwargs(device)
         # the resolved defaults (net_params, applied last, may still override them)
         kwargs.update(lr=data["lr"], max_epochs=data["max_epochs"])
         kwargs.update(self.net_params or {})
         net = FineTuneNet(network, criterion=self._criterion(), plan=plan, penalty=penalty,
-                          **kwargs)
+                          regularizers=regularizers, **kwargs)
         net.initialize()
         scales = plan.lr_scales
         data.update(groups=groups, head_name=head_name, bn_modes=plan.bn_modes(),
@@ -530,8 +542,11 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         # answers the target's classes, and refitting it from a few examples would
         # throw that away (on a domain shift at 1 example per class, 0.917 -> 0.872)
         strategy = net.plan._schedule()
-        if ctx.new_model and strategy.probes_head(self.head):
+        probed = ctx.new_model and strategy.probes_head(self.head)
+        if probed:
             self._linear_probe(net.module_, data["head_name"], X, yt, ctx.device, w)
+        if ctx.new_model and getattr(net, "regularizers", None):
+            self._setup_regularizers(net, data["head_name"], X, yt, ctx.device, probed)
         if not ctx.new_model and strategy.prepare_network(net.module_, self.head_name_):
             net.rebuild_optimizer()  # e.g. fresh LoRA adapters on the merged weights
         inputs = to_tensor(X) if w is None else {"X": to_tensor(X), SAMPLE_WEIGHT: w}
@@ -551,6 +566,29 @@ class _BaseFineTuner(NeuralEstimatorMixin, BaseEstimator):
         net.plan._schedule().finish_call(net.module_)
         self.n_params_ = int(sum(p.numel() for p in net.module_.parameters()))
         return self
+
+    def _regularizers(self):
+        """Copies of the regulariser objects (``regularizer``: one, a list, or None)."""
+        given = self.regularizer
+        if given is None:
+            return []
+        given = list(given) if isinstance(given, (list, tuple)) else [given]
+        for r in given:
+            if not isinstance(r, TransferRegularizer):
+                raise TypeError(f"regularizer must be a TransferRegularizer (BSS, DELTA) or a "
+                                f"list of them, got {r!r}")
+        return [clone(r) for r in given]
+
+    def _setup_regularizers(self, net, head_name, X, y, device, probed):
+        """Give the regularisers the network as it starts, with a head fitted to the
+        target (the linear probe's; run on a copy when the strategy has none)."""
+        reference = net.module_
+        if not probed:
+            reference = copy.deepcopy(reference)
+            self._linear_probe(reference, head_name, X, y, device)
+        Xt = to_tensor(X)
+        for r in net.regularizers:
+            r.setup(reference, Xt, y, self._probe_loss, self.batch_size, device)
 
     def _linear_probe(self, network, head_name, X, y, device, weight=None):
         """Fit the head alone to convergence on the frozen backbone's features."""
@@ -650,6 +688,7 @@ class FineTuner(ClassifierMixin, _BaseFineTuner):
         layer_lr_decay=1.0,
         l2sp_alpha=0.0,
         l2sp_beta=0.0,
+        regularizer=None,
         bn="auto",
         lp_alpha=1e-3,
         class_weight=None,
@@ -672,7 +711,8 @@ class FineTuner(ClassifierMixin, _BaseFineTuner):
         super().__init__(
             pretrained, strategy=strategy, n_layers=n_layers, unfreeze_every=unfreeze_every,
             trainable=trainable, head=head, head_name=head_name, backbone_lr=backbone_lr,
-            layer_lr_decay=layer_lr_decay, l2sp_alpha=l2sp_alpha, l2sp_beta=l2sp_beta, bn=bn,
+            layer_lr_decay=layer_lr_decay, l2sp_alpha=l2sp_alpha, l2sp_beta=l2sp_beta,
+            regularizer=regularizer, bn=bn,
             lp_alpha=lp_alpha, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
             batch_size=batch_size, callbacks=callbacks, train_split=train_split,
             early_stopping=early_stopping, validation_fraction=validation_fraction,

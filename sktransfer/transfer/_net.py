@@ -1,6 +1,6 @@
 """The private skorch net behind the fine-tuning estimators.
 
-It differs from a plain :class:`skorch.NeuralNet` in four hooks:
+It differs from a plain :class:`skorch.NeuralNet` in these hooks:
 
 * ``initialize_optimizer`` builds one parameter group per layer group, with
   the group's learning-rate scale times ``lr`` (discriminative learning
@@ -10,16 +10,19 @@ It differs from a plain :class:`skorch.NeuralNet` in four hooks:
   a gradient, which batch-norm layers keep their running statistics; it
   records ``trainable_groups`` and ``trainable_params`` in ``history``;
 * ``infer`` puts those batch-norm layers in eval mode during training;
-* ``get_loss`` adds the L2-SP penalty while training.
+* ``get_loss`` adds the L2-SP penalty and the feature regularisers (BSS,
+  DELTA) while training; ``infer`` captures the features they read.
 
 A batch may carry per-row weights (see :mod:`sktransfer._weights`): then it
 is a dict ``{"X": X, "sample_weight": w}`` and the loss a weighted mean.
 """
 
+import torch
 from skorch import NeuralNet
 
 from .._weights import WeightedLossMixin
 from ..base import AutocastMixin, LeanNotifyMixin
+from ._regularizers import Capture
 
 __all__ = ["FineTuneNet"]
 
@@ -27,10 +30,11 @@ __all__ = ["FineTuneNet"]
 class FineTuneNet(WeightedLossMixin, AutocastMixin, LeanNotifyMixin, NeuralNet):
     """skorch net that trains a pretrained network following a :class:`TransferPlan`."""
 
-    def __init__(self, *args, plan=None, penalty=None, **kwargs):
+    def __init__(self, *args, plan=None, penalty=None, regularizers=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.plan = plan
         self.penalty = penalty
+        self.regularizers = list(regularizers)
 
     # ------------------------------------------------------------- optimizer
     def initialize_optimizer(self, triggered_directly=None):
@@ -84,10 +88,19 @@ class FineTuneNet(WeightedLossMixin, AutocastMixin, LeanNotifyMixin, NeuralNet):
             p.numel() for n, p in self.named_params_.items() if n in trainable)))
 
     def infer(self, x, **fit_params):
-        if self.module_.training:
-            for layer in self.__dict__.get("frozen_bn_", ()):
-                layer.eval()
-        return super().infer(x, **fit_params)
+        if not self.module_.training:
+            return super().infer(x, **fit_params)
+        for layer in self.__dict__.get("frozen_bn_", ()):
+            layer.eval()
+        regularizers = self.__dict__.get("regularizers") or ()
+        if not regularizers:
+            return super().infer(x, **fit_params)
+        # the regularisers read inputs and outputs of submodules of this pass
+        wanted = sorted({key for r in regularizers for key in r.watch()})
+        with Capture(self.module_, wanted) as seen:
+            out = super().infer(x, **fit_params)
+        self.captured_ = seen
+        return out
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         loss = super().get_loss(y_pred, y_true, X=X, training=training)
@@ -95,10 +108,19 @@ class FineTuneNet(WeightedLossMixin, AutocastMixin, LeanNotifyMixin, NeuralNet):
             extra = self.penalty(self.named_params_)
             if extra is not None:
                 loss = loss + extra
+        if training and self.__dict__.get("regularizers"):
+            inputs = X.get("X") if isinstance(X, dict) else X
+            inputs = torch.as_tensor(inputs).to(self.device)
+            for r in self.regularizers:
+                extra = r.penalty(self.captured_, inputs)
+                if extra is not None:
+                    loss = loss + extra
+            self.captured_ = None
         return loss
 
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("frozen_bn_", None)
         state.pop("named_params_", None)
+        state.pop("captured_", None)
         return state

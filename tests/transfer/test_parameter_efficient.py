@@ -221,3 +221,115 @@ def test_failed_partial_fit_keeps_the_merged_model(pretrained, target):
 
 def test_bitfit_has_no_parameters():
     assert BitFit().get_params() == {}
+
+
+# ---------------------------------------------------------------- BSS, DELTA
+from sktransfer.transfer import BSS, DELTA  # noqa: E402
+from sktransfer.transfer._regularizers import Capture  # noqa: E402
+
+
+def test_bss_penalty_is_the_smallest_singular_values(pretrained):
+    torch.manual_seed(0)
+    feats = torch.randn(16, 32)
+    penalty = BSS(eta=0.5, k=2).build(pretrained, "4")
+    assert penalty.watch() == [("4", "input")]
+    s = np.linalg.svd(feats.numpy(), compute_uv=False)
+    expected = 0.5 * (s[-1] ** 2 + s[-2] ** 2)
+    value = penalty.penalty({("4", "input"): feats}, None)
+    np.testing.assert_allclose(float(value), expected, rtol=1e-5)
+
+
+def test_bss_shrinks_the_small_singular_values(pretrained, target):
+    X, y, Xt, yt = target
+
+    def smallest(ft):
+        # the 8 smallest squared singular values of a batch of 32, as a share of all
+        with Capture(ft.net_.module_, [("4", "input")]) as seen, torch.no_grad():
+            ft.net_.module_.eval()(torch.as_tensor(X[:32]))
+        s2 = np.linalg.svd(seen[("4", "input")].numpy(), compute_uv=False) ** 2
+        return s2[-8:].sum() / s2.sum()
+
+    plain = FineTuner(pretrained, strategy="full", max_epochs=20, random_state=0).fit(X, y)
+    bss = FineTuner(pretrained, strategy="full", regularizer=BSS(eta=1.0, k=8), max_epochs=20,
+                    random_state=0).fit(X, y)
+    assert smallest(bss) < 0.5 * smallest(plain)
+    # at the paper's strength it learns as well as without
+    paper = FineTuner(pretrained, strategy="full", regularizer=BSS(), max_epochs=20,
+                      random_state=0).fit(X, y)
+    assert paper.score(Xt, yt) > plain.score(Xt, yt) - 0.03 > 0.8
+
+
+def test_delta_penalty_against_a_hand_computation(pretrained):
+    net = copy.deepcopy(pretrained)
+    penalty = DELTA(alpha=0.3, layers=["0", "2"], attention=False).build(net, "4")
+    X = torch.rand(8, 64)
+    penalty.setup(net, X, torch.zeros(8, dtype=torch.long), None, 4, "cpu")
+    with torch.no_grad():
+        net[0].weight.add_(0.05)
+        with Capture(net, penalty.watch()) as seen:
+            net(X)
+        value = penalty.penalty(dict(seen), X)
+        ref0, ref2 = pretrained[0](X), pretrained[2](torch.relu(pretrained[0](X)))
+    expected = 0.3 * sum(((seen[(n, "output")] - r) ** 2).mean(0).mean()
+                         for n, r in (("0", ref0), ("2", ref2)))
+    np.testing.assert_allclose(float(value), float(expected), rtol=1e-5)
+
+
+def test_delta_attention_weighs_the_channels_that_matter(digits):
+    X, y = digits
+    torch.manual_seed(0)
+    net = make_mlp(out=10)
+    with torch.no_grad():
+        net[2].weight[:, 5:] = 0          # channels 5.. of layer 0 reach nothing
+    penalty = DELTA(layers=["0"]).build(net, "4")
+    Xt = torch.as_tensor(X[:200])
+    yt = torch.as_tensor(y[:200])
+    penalty.setup(net, Xt, yt, torch.nn.functional.cross_entropy, 64, "cpu")
+    w = penalty.weights[0]
+    assert w.shape == (32,) and abs(float(w.sum()) - 1) < 1e-6
+    # zeroing a dead channel changes no loss: all of them weigh the same, the least
+    dead = w[5:]
+    torch.testing.assert_close(dead, torch.full_like(dead, float(dead[0])))
+    assert float(w[:5].max()) >= float(dead[0])
+
+
+def test_delta_keeps_the_features_close_and_learns(pretrained, target):
+    X, y, Xt, yt = target
+
+    def drift(ft):
+        with torch.no_grad():
+            a = ft.net_.module_[:3].eval()(torch.as_tensor(X))
+            b = pretrained[:3].eval()(torch.as_tensor(X))
+        return float((a - b).pow(2).mean())
+
+    plain = FineTuner(pretrained, strategy="full", max_epochs=20, random_state=0).fit(X, y)
+    strong = FineTuner(pretrained, strategy="full", regularizer=DELTA(alpha=10.0),
+                       max_epochs=20, random_state=0).fit(X, y)
+    assert drift(strong) < 0.5 * drift(plain)
+    delta = FineTuner(pretrained, strategy="full", regularizer=DELTA(), max_epochs=20,
+                      random_state=0).fit(X, y)
+    assert delta.score(Xt, yt) > 0.8
+    restored = pickle.loads(pickle.dumps(delta))
+    np.testing.assert_allclose(restored.predict_proba(Xt), delta.predict_proba(Xt), atol=1e-6)
+    restored.partial_fit(X, y)   # the regulariser keeps working after unpickling
+
+
+def test_regularizer_errors(pretrained, target):
+    X, y, _, _ = target
+    with pytest.raises(InvalidParameterError, match="eta"):
+        FineTuner(pretrained, regularizer=BSS(eta=-1), max_epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match=r"DELTA layers \['nope'\] are not submodules"):
+        FineTuner(pretrained, regularizer=DELTA(layers=["nope"]), max_epochs=1).fit(X, y)
+    with pytest.raises(TypeError, match="regularizer must be a TransferRegularizer"):
+        FineTuner(pretrained, regularizer=["bss"], max_epochs=1).fit(X, y)
+
+
+def test_regularizers_combine_and_search(pretrained, target):
+    X, y, _, _ = target
+    ft = FineTuner(pretrained, strategy="full", regularizer=[BSS(), DELTA(attention=False)],
+                   max_epochs=2, random_state=0).fit(X, y)
+    assert len(ft.net_.regularizers) == 2
+    search = GridSearchCV(FineTuner(pretrained, strategy="full", regularizer=BSS(),
+                                    max_epochs=2, random_state=0),
+                          {"regularizer__eta": [1e-3, 1e-1]}, cv=2).fit(X, y)
+    assert search.best_params_["regularizer__eta"] in (1e-3, 1e-1)
