@@ -64,6 +64,7 @@ def _tiny_source():
 SKLEARN_ESTIMATORS = [
     FineTuner(_tiny_source, strategy="full", lr=0.02, max_epochs=40, random_state=0),
     FineTuner(_tiny_source, strategy="lp_ft", lr=0.02, max_epochs=10, random_state=0),
+    FineTuner(_tiny_source, strategy="lora", lr=0.02, max_epochs=40, random_state=0),
     FineTunerRegressor(_tiny_source, strategy="full", lr=0.02, max_epochs=40, random_state=0),
     PretrainedFeatures(_tiny_source, random_state=0),
     MultiTaskClassifier(hidden_layer_sizes=(16,), max_epochs=40, lr=0.02, batch_size=32,
@@ -123,7 +124,7 @@ def _expected(estimator):
     expected = dict(EXPECTED_FAILED.get(type(estimator).__name__, {}))
     if type(estimator).__name__ == "FineTuner":
         expected["check_sample_weight_equivalence_on_dense_data"] = (
-            _FLOAT32_WEIGHTS if estimator.strategy == "full" else
+            _FLOAT32_WEIGHTS if estimator.strategy != "lp_ft" else
             "the L-BFGS linear probe of 'lp_ft' stops at its tolerance, so weighted and "
             "repeated rows reach heads that agree to about 1e-2")
     return expected
