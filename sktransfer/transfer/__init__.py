@@ -15,6 +15,11 @@
   with channel attention), on the base :class:`TransferRegularizer`;
 * :class:`PretrainedFeatures`: the frozen network as a transformer, for the
   linear-probe baseline ``make_pipeline(PretrainedFeatures(net), LogisticRegression())``.
+* transferability scores, to choose a source before fine-tuning:
+  :func:`logme_score`, :func:`leep_score`, :func:`h_score`,
+  :func:`rank_pretrained` (every candidate, or every layer, as a table) and
+  :func:`make_transferability_scorer` (``logme_scorer``, ``leep_scorer``,
+  ``h_scorer``) for ``GridSearchCV(FineTuner(...), {"pretrained": [...]})``.
 """
 
 from ._features import PretrainedFeatures
@@ -31,8 +36,21 @@ from ._strategies import (
     TopLayers,
     TransferStrategy,
 )
+from ._transferability import (
+    h_score,
+    h_scorer,
+    leep_score,
+    leep_scorer,
+    logme_score,
+    logme_scorer,
+    make_transferability_scorer,
+    rank_pretrained,
+)
 
-__all__ = ["BSS", "DELTA", "LPFT", "STRATEGIES", "BitFit", "LoRA", "TransferRegularizer",
-           "FineTuner", "FineTunerRegressor", "FullFineTuning",
-           "GradualUnfreezing", "LastLayer", "PretrainedFeatures", "TopLayers",
-           "TransferStrategy"]
+__all__ = [
+    "BSS", "DELTA", "LPFT", "STRATEGIES", "BitFit", "LoRA", "TransferRegularizer",
+    "FineTuner", "FineTunerRegressor", "FullFineTuning", "GradualUnfreezing", "LastLayer",
+    "PretrainedFeatures", "TopLayers", "TransferStrategy", "h_score", "h_scorer",
+    "leep_score", "leep_scorer", "logme_score", "logme_scorer",
+    "make_transferability_scorer", "rank_pretrained",
+]
