@@ -179,7 +179,8 @@ _PARAMS_DOC = """
         ``"last"``                            ``1e-2``  (not trained)
         ``"top"``, ``"full"``, ``"gradual"``  ``1e-2``  ``1e-3``
         ``"lp_ft"``                           ``1e-2``  ``1e-3``
-        ``"lora"``, ``"bitfit"``              ``1e-2``  ``1e-2``
+        ``"lora"``                            ``1e-2``  ``3e-3`` (the adapters)
+        ``"bitfit"``                          ``1e-2``  ``1e-2`` (the biases)
         ====================================  ========  ==========================
 
         The fitted ``lr_`` is the value used.

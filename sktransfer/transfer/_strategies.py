@@ -254,7 +254,9 @@ class LoRA(TransferStrategy):
     ``partial_fit`` call: the fitted ``net_.module_`` has exactly the
     pretrained architecture and predicts at its cost, and a later
     ``partial_fit`` puts fresh adapters (``B = 0``) on the merged weights
-    (the head's optimizer state carries over, the adapters' restarts).
+    (the head's optimizer state carries over, the adapters' restarts). The
+    adapters learn at ``backbone_lr`` (default ``3e-3``, or ``0.3 * lr``
+    for a given ``lr``), the head at ``lr``.
     ``merge=False`` keeps the adapters (``LoRALayer`` modules) in the fitted
     network, so ``partial_fit`` continues them exactly.
 
@@ -305,7 +307,11 @@ class LoRA(TransferStrategy):
         "merge": ["boolean"],
     }
 
-    default_rates = (1e-2, 1e-2)
+    # the adapters learn at 3e-3 (a given lr: lr * 0.3): at 1e-2 they overshoot
+    # (Omniglot's held-out alphabet, 5 shots: 0.756 at 1e-2, 0.836 at 3e-3,
+    # full fine-tuning 0.822)
+    default_rates = (1e-2, 3e-3)
+    backbone_scale = 0.3
 
     def __init__(self, rank=4, alpha=8.0, dropout=0.0, target_modules=None, merge=True):
         self.rank = rank
