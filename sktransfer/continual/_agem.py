@@ -74,6 +74,7 @@ class AGEM(Strategy):
         "memory_size": [_POSITIVE_INT],
         "sample_size": [_POSITIVE_INT, None],
     }
+    _keeps_memory = True
 
     def __init__(self, memory_size=1000, sample_size=None):
         self.memory_size = memory_size

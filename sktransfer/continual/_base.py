@@ -38,6 +38,7 @@ from ..base import (
     to_tensor,
     trunk_output_shape,
 )
+from ._scenario_warning import warn_unsuited_scenario
 from ._strategies import Task
 
 __all__ = ["BaseContinualClassifier", "ContinualModule", "ContinualNet", "SCENARIOS"]
@@ -117,9 +118,10 @@ class ContinualModule(nn.Module):
     def features(self, X):
         return self.trunk(X).flatten(1)
 
-    def heads_forward(self, feats, task_ids):
+    def heads_forward(self, feats, task_ids, masked=True):
         if self.n_heads == 1:
-            return self.heads[0](feats).masked_fill(~self.head_mask[0], MASK_VALUE)
+            out = self.heads[0](feats)
+            return out.masked_fill(~self.head_mask[0], MASK_VALUE) if masked else out
         if task_ids is None:
             raise ValueError("task_ids are needed by a network with one head per task")
         first = int(task_ids[0])
@@ -130,7 +132,7 @@ class ContinualModule(nn.Module):
             for k in torch.unique(task_ids).tolist():
                 rows = task_ids == k
                 out[rows] = self.heads[k](feats[rows])
-        return out.masked_fill(~self.head_mask[task_ids], MASK_VALUE)
+        return out.masked_fill(~self.head_mask[task_ids], MASK_VALUE) if masked else out
 
     def head_logits(self, X, heads):
         """Logits of each of ``heads`` for every row: (n, len(heads), n_classes)."""
@@ -138,8 +140,9 @@ class ContinualModule(nn.Module):
         return torch.stack([self.heads[k](feats).masked_fill(~self.head_mask[k], MASK_VALUE)
                             for k in heads], 1)
 
-    def forward(self, X, task_ids=None):
-        return self.heads_forward(self.features(X), task_ids)
+    def forward(self, X, task_ids=None, masked=True):
+        """Logits of every row (of its own head); ``masked=False`` skips ``head_mask``."""
+        return self.heads_forward(self.features(X), task_ids, masked=masked)
 
 
 class ContinualNet(WeightedLossMixin, AutocastMixin, LeanNotifyMixin, NeuralNet):
@@ -170,7 +173,11 @@ class ContinualNet(WeightedLossMixin, AutocastMixin, LeanNotifyMixin, NeuralNet)
         self.step_index = None
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        logits = y_pred
+        if training:
+            for plugin in self.plugins:
+                logits = plugin.loss_logits(self, X, logits, y_true)
+        loss = super().get_loss(logits, y_true, X=X, training=training)
         if training:
             for plugin in self.plugins:
                 extra = plugin.extra_loss(self, X, y_pred, y_true)
@@ -206,6 +213,15 @@ class ContinualNet(WeightedLossMixin, AutocastMixin, LeanNotifyMixin, NeuralNet)
 
     def _backward(self, loss):
         loss.backward()
+
+    def evaluation_step(self, batch, training=False):
+        y_pred = super().evaluation_step(batch, training=training)
+        if self.plugins and not training:
+            Xi, _ = unpack_data(batch)
+            with torch.no_grad():
+                for plugin in self.plugins:
+                    y_pred = plugin.prediction_scores(self, Xi, y_pred)
+        return y_pred
 
     def train_step(self, batch, **fit_params):
         step = super().train_step(batch, **fit_params)
@@ -488,6 +504,7 @@ class BaseContinualClassifier(NeuralEstimatorMixin, ClassifierMixin, BaseEstimat
         self.n_experiences_ = 0
         module = self._build_module(self.input_shape_, ctx.hidden_layer_sizes,
                                     len(self.classes_), scenario)
+        warn_unsuited_scenario(data["strategies"], scenario)
         plugins = [s.build(scenario) for s in data["strategies"]]
         net_cls = ContinualNet
         if getattr(self, "accelerator", None) is not None:

@@ -6,8 +6,14 @@ from sklearn.utils._param_validation import StrOptions
 from ..base import parameter_constraints
 from ._agem import AGEM
 from ._base import SCENARIOS, BaseContinualClassifier
+from ._der import DER, DERPlusPlus
+from ._er_ace import ERACE
 from ._ewc import EWC
+from ._gdumb import GDumb
+from ._gem import GEM
+from ._icarl import ICaRL
 from ._lwf import LwF
+from ._mas import MAS
 from ._replay import Replay
 from ._si import SynapticIntelligence
 from ._strategies import JointTraining, Naive, Strategy
@@ -24,6 +30,13 @@ STRATEGIES = {
     "lwf": LwF,
     "replay": Replay,
     "agem": AGEM,
+    "gem": GEM,
+    "mas": MAS,
+    "der": DER,
+    "derpp": DERPlusPlus,
+    "er_ace": ERACE,
+    "gdumb": GDumb,
+    "icarl": ICaRL,
 }
 
 
@@ -72,12 +85,17 @@ class ContinualClassifier(BaseContinualClassifier):
     strategy : str, Strategy or list, default="naive"
         ``"naive"`` (fine-tuning, the lower bound), ``"joint"`` (training on
         all data seen so far, the upper bound), ``"ewc"``, ``"online_ewc"``,
-        ``"si"``, ``"lwf"``, ``"replay"``, ``"agem"``, a strategy object
-        (:class:`EWC`, :class:`SynapticIntelligence`, :class:`LwF`,
-        :class:`Replay`, :class:`AGEM`, :class:`Naive`,
+        ``"si"``, ``"mas"``, ``"lwf"``, ``"replay"``, ``"agem"``, ``"gem"``,
+        ``"der"``, ``"derpp"``, ``"er_ace"``, ``"gdumb"``, ``"icarl"``, a
+        strategy object (:class:`EWC`, :class:`SynapticIntelligence`,
+        :class:`MAS`, :class:`LwF`, :class:`Replay`, :class:`AGEM`,
+        :class:`GEM`, :class:`DER`, :class:`DERPlusPlus`, :class:`ERACE`,
+        :class:`GDumb`, :class:`ICaRL`, :class:`Naive`,
         :class:`JointTraining`) whose parameters are searchable as
         ``strategy__<name>``, or a list of them applied together (e.g.
-        ``[EWC(), Replay()]``).
+        ``[EWC(), Replay()]``). In the ``"class"`` scenario, regularisation
+        strategies without a memory (EWC, online EWC, SI, MAS, LwF) raise a
+        ``UserWarning``: they do not address it alone.
     scenario : {"task", "domain", "class"}, default="class"
         ``"task"``: one head per task, ``task_ids`` needed at prediction.
         ``"domain"``: one head over every class. ``"class"``: one head, the

@@ -87,13 +87,21 @@ class _EWCPlugin(Plugin):
                 total += float((self.A[name] * p * p - 2 * self.B[name] * p).sum())
         return 0.5 * self.ewc_lambda * max(total, 0.0)
 
-    def after_task(self, net, task):
+    def importance(self, net, task):
+        """The per-parameter importance of ``task`` ({name: tensor}): the diagonal Fisher.
+
+        Subclasses with another importance (MAS) override this and share the
+        quadratic penalty.
+        """
         X, y, t = _subsample(task, self.fisher_n_samples)
         device = net.training_device()
         batch = net.batch_size if self.fisher == "batched" and net.batch_size > 0 else 256
-        fisher = fisher_diagonal(net.module_, X.to(device), y.to(device), kind=self.fisher,
-                                 batch_size=batch, forward_kwargs={"task_ids": t.to(device)},
-                                 random_state=int(torch.randint(1 << 30, ())))
+        return fisher_diagonal(net.module_, X.to(device), y.to(device), kind=self.fisher,
+                               batch_size=batch, forward_kwargs={"task_ids": t.to(device)},
+                               random_state=int(torch.randint(1 << 30, ())))
+
+    def after_task(self, net, task):
+        fisher = self.importance(net, task)
         for name, p in zip(net.param_names, net.params):
             F = fisher[name].detach()
             theta = p.detach().clone()
@@ -158,6 +166,7 @@ class EWC(Strategy):
         "gamma": [Interval(Real, 0, 1, closed="right"), None],
         "fisher_n_samples": [_POSITIVE_INT, None],
     }
+    _regularization_only = True
 
     def __init__(self, ewc_lambda=100.0, fisher="exact", gamma=None, fisher_n_samples=None):
         self.ewc_lambda = ewc_lambda

@@ -93,6 +93,7 @@ class LwF(Strategy):
     """
 
     _parameter_constraints: dict = {"alpha": [_NON_NEGATIVE], "temperature": [_POSITIVE]}
+    _regularization_only = True
 
     def __init__(self, alpha=1.0, temperature=2.0):
         self.alpha = alpha

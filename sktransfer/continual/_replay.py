@@ -30,6 +30,9 @@ class ReservoirBuffer:
         Samples offered so far.
     size : int
         Samples held (``min(n_seen, capacity)``).
+    logits : torch.Tensor of shape (capacity, n_outputs) or None
+        The network's outputs stored with the samples (Dark Experience
+        Replay), None until samples are added with ``logits``.
 
     Examples
     --------
@@ -48,8 +51,9 @@ class ReservoirBuffer:
         self.X = self.y = self.t = None
         #: The samples' weights, None until weighted samples are added.
         self.w = None
+        self.logits = None
 
-    def add(self, X, y, t, w=None):
+    def add(self, X, y, t, w=None, logits=None):
         """Offer samples in order; each is kept with probability capacity / n_seen.
 
         Draws use the global torch generator (seeded by the estimators).
@@ -64,6 +68,10 @@ class ReservoirBuffer:
             Their task indices.
         w : torch.Tensor of shape (m,) or None, default=None
             Their weights in the loss; samples added without weights weigh 1.
+        logits : torch.Tensor of shape (m, n_outputs) or None, default=None
+            Outputs stored with the samples (the network's logits when they
+            are added, for DER); a buffer given logits once needs them at
+            every call.
         """
         m = X.shape[0]
         if m == 0 or self.capacity == 0:
@@ -72,6 +80,12 @@ class ReservoirBuffer:
             self.X = X.new_zeros((self.capacity,) + tuple(X.shape[1:]))
             self.y = y.new_zeros((self.capacity,))
             self.t = t.new_zeros((self.capacity,))
+        if logits is not None and self.logits is None:
+            if self.size:
+                raise ValueError("logits must be given from the first samples added on")
+            self.logits = logits.new_zeros((self.capacity,) + tuple(logits.shape[1:]))
+        if self.logits is not None and logits is None:
+            raise ValueError("this buffer stores logits: pass logits with every sample")
         if w is not None and self.w is None:
             self.w = w.new_ones((self.capacity,))
         if self.w is not None and w is None:
@@ -82,6 +96,8 @@ class ReservoirBuffer:
             self.X[sl], self.y[sl], self.t[sl] = X[:free], y[:free], t[:free]
             if w is not None:
                 self.w[sl] = w[:free]
+            if logits is not None:
+                self.logits[sl] = logits[:free]
             self.size += free
         if free < m:
             # sample i (0-based position n in the stream) replaces slot j ~ U{0..n}
@@ -97,9 +113,11 @@ class ReservoirBuffer:
                 self.X[dst], self.y[dst], self.t[dst] = X[src], y[src], t[src]
                 if w is not None:
                     self.w[dst] = w[src]
+                if logits is not None:
+                    self.logits[dst] = logits[src]
         self.n_seen += m
 
-    def sample(self, n, return_weight=False):
+    def sample(self, n, return_weight=False, return_logits=False):
         """``n`` samples drawn uniformly with replacement from the samples held.
 
         Draws use the global torch generator (seeded by the estimators).
@@ -110,6 +128,8 @@ class ReservoirBuffer:
             Number of samples to draw.
         return_weight : bool, default=False
             Also return the samples' weights.
+        return_logits : bool, default=False
+            Also return the stored logits (last).
 
         Returns
         -------
@@ -122,12 +142,16 @@ class ReservoirBuffer:
         w : torch.Tensor of shape (n,) or None
             Only with ``return_weight=True``: the weights, None when the
             buffer holds no weights.
+        logits : torch.Tensor of shape (n, n_outputs) or None
+            Only with ``return_logits=True``: the stored logits.
         """
         idx = torch.randint(self.size, (int(n),))
+        out = [self.X[idx], self.y[idx], self.t[idx]]
         if return_weight:
-            return (self.X[idx], self.y[idx], self.t[idx],
-                    None if self.w is None else self.w[idx])
-        return self.X[idx], self.y[idx], self.t[idx]
+            out.append(None if self.w is None else self.w[idx])
+        if return_logits:
+            out.append(None if self.logits is None else self.logits[idx])
+        return tuple(out)
 
 
 def _concat(X, y, Xm, ym, tm, wm):
@@ -184,6 +208,7 @@ class Replay(Strategy):
         "memory_size": [_POSITIVE_INT],
         "replay_batch_size": [_POSITIVE_INT, None],
     }
+    _keeps_memory = True
 
     def __init__(self, memory_size=1000, replay_batch_size=None):
         self.memory_size = memory_size

@@ -94,6 +94,7 @@ class SynapticIntelligence(Strategy):
     """
 
     _parameter_constraints: dict = {"si_c": [_NON_NEGATIVE], "xi": [_POSITIVE]}
+    _regularization_only = True
 
     def __init__(self, si_c=1.0, xi=0.1):
         self.si_c = si_c

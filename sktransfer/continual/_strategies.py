@@ -19,6 +19,9 @@ Hooks, in the order they run:
     Every step: extra rows for the mini-batch (replay adds memory samples).
     ``X`` is the batch dict (``"X"``, ``"task_ids"`` and, for weighted data,
     ``"sample_weight"``); rows added to a weighted batch need weights too.
+``loss_logits(net, X, y_pred, y)``
+    Every step: the logits the data loss is computed on (ER-ACE masks the
+    classes absent from the incoming batch); unchanged by default.
 ``extra_loss(net, X, y_pred, y)``
     Every step: a term added to the loss (LwF's distillation), or None.
 ``record_gradients(net, params, grads)``
@@ -35,6 +38,9 @@ Hooks, in the order they run:
 ``after_task(net, task)``
     After training on a task: consolidate (EWC's Fisher, SI's importance,
     filling the replay memory).
+``prediction_scores(net, X, y_pred)``
+    At prediction: the scores whose softmax is ``predict_proba`` (iCaRL's
+    nearest-mean-of-exemplars rule); the network's logits by default.
 ``penalty(net)``
     The current value of the strategy's penalty (for ``history``), or 0.
 ``rollback_shared()``
@@ -185,6 +191,31 @@ class Plugin:
         """
         return X, y
 
+    def loss_logits(self, net, X, y_pred, y):
+        """Every step: the logits the data loss is computed on (default: ``y_pred``).
+
+        ER-ACE masks the classes absent from the incoming batch here. Only
+        the data loss sees the result; :meth:`extra_loss` and the history
+        receive the network's own logits.
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+            The estimator's private continual net.
+        X : dict of str to torch.Tensor
+            The batch's inputs, after :meth:`augment_batch`.
+        y_pred : torch.Tensor of shape (n_rows, n_classes)
+            The logits (after the previous plugins' ``loss_logits``).
+        y : torch.Tensor of shape (n_rows,)
+            The batch's encoded labels.
+
+        Returns
+        -------
+        torch.Tensor of shape (n_rows, n_classes)
+            The logits the criterion is applied to.
+        """
+        return y_pred
+
     def extra_loss(self, net, X, y_pred, y):
         """Every step: a term added to the loss (LwF's distillation), or None.
 
@@ -272,6 +303,30 @@ class Plugin:
             The task just learned, as given (before :meth:`training_data`).
         """
 
+    def prediction_scores(self, net, X, y_pred):
+        """At prediction: the class scores (default: the network's logits ``y_pred``).
+
+        ``predict`` takes their argmax and ``predict_proba`` their softmax.
+        iCaRL replaces them with the nearest-mean-of-exemplars rule. Not
+        called while training (nor for a validation split's loss).
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+            The estimator's private continual net (in ``eval()`` mode).
+        X : dict of str to torch.Tensor
+            The inputs: ``"X"`` and ``"task_ids"``.
+        y_pred : torch.Tensor of shape (n_rows, n_classes)
+            The logits (after the previous plugins' ``prediction_scores``).
+
+        Returns
+        -------
+        torch.Tensor of shape (n_rows, n_classes)
+            The scores; classes that may not be predicted hold a very
+            negative value (``sktransfer.base.MASK_VALUE``).
+        """
+        return y_pred
+
     def penalty(self, net):
         """The current value of the strategy's penalty; 0 by default.
 
@@ -311,6 +366,13 @@ class Strategy(BaseEstimator, metaclass=ABCMeta):
     """
 
     _parameter_constraints: dict = {}
+
+    #: Whether the strategy keeps samples of past tasks (a memory); see
+    #: :func:`~sktransfer.continual.warn_unsuited_scenario`.
+    _keeps_memory = False
+    #: Whether the strategy only regularises the weights or outputs (EWC, SI,
+    #: MAS, LwF), which does not address the class-incremental scenario alone.
+    _regularization_only = False
 
     def build(self, scenario):
         """A fresh plugin for learning in ``scenario``."""
@@ -381,6 +443,8 @@ class JointTraining(Strategy):
     >>> ContinualClassifier(strategy=JointTraining())
     ContinualClassifier(strategy=JointTraining())
     """
+
+    _keeps_memory = True
 
     def _build(self, scenario):
         return _JointPlugin()
