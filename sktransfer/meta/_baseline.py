@@ -6,6 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils._param_validation import StrOptions
 from skorch import NeuralNet
 from torch import nn
 
@@ -17,10 +18,12 @@ from .._weights import (
     class_weight_table,
     combine_weights,
 )
-from ..base import NeuralEstimatorMixin, parameter_constraints
+from ..base import NeuralEstimatorMixin, parameter_constraints, to_tensor
+from ._adaptation import ADAPTATIONS, Adaptation, get_adaptation
 from ._base import (
     META_PARAMETER_CONSTRAINTS,
     FewShotClassifierMixin,
+    adapt_in_eval,
     embed_in_chunks,
     state_to,
 )
@@ -68,36 +71,68 @@ class BaselineModule(nn.Module):
         return head_logits(self.kind, {"weight": self.weight, "bias": self.bias,
                                        "scale": getattr(self, "scale", None)}, self.embed(X))
 
-    def adapt_state(self, Xs, ys, n_classes, steps=100, lr=0.01):
-        """Train a new head on the frozen embeddings of the support set (full batch, Adam)."""
+    def adapt_state(self, Xs, ys, n_classes, steps=100, lr=0.01, adaptation=None, Xq=None):
+        """Train a new head on the embeddings of the support set (full batch, Adam).
+
+        ``adaptation`` (an :class:`~sktransfer.meta.Adaptation`, default plain
+        fine-tuning) gives the loss of each step and the head to start from;
+        ``Xq`` is the unlabelled query set of a transductive adaptation. With
+        ``adaptation.finetune_backbone`` the trunk's parameters are trained
+        too and returned in the state as ``"trunk.<name>"``.
+        """
+        adaptation = Adaptation() if adaptation is None else adaptation
+        if Xq is not None:
+            Xq = Xq.to(device=Xs.device, dtype=Xs.dtype)
+        trunk = None
+        if adaptation.finetune_backbone:
+            trunk = {name: p.detach().clone().requires_grad_(True)
+                     for name, p in self.trunk.named_parameters()}
         with torch.no_grad():
             feats = embed_in_chunks(self.embed, Xs)
+            feats_q = None if Xq is None or trunk is not None else embed_in_chunks(self.embed,
+                                                                                  Xq)
         width = feats.shape[1]
         weight = torch.empty(n_classes, width, dtype=feats.dtype, device=feats.device)
         nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
-        state = {"weight": weight.requires_grad_(True)}
+        state = {"weight": weight}
         if self.kind == "linear":
-            state["bias"] = torch.zeros(n_classes, dtype=feats.dtype, device=feats.device,
-                                        requires_grad=True)
+            state["bias"] = torch.zeros(n_classes, dtype=feats.dtype, device=feats.device)
         else:
-            state["scale"] = self.scale.detach().clone().requires_grad_(True)
-        opt = torch.optim.Adam(list(state.values()), lr=lr)
+            state["scale"] = self.scale.detach().clone()
+        state = adaptation.init_head(state, feats, ys, n_classes, self.kind)
+        state = {k: v.detach().clone().requires_grad_(True) for k, v in state.items()}
+        params = list(state.values()) + ([] if trunk is None else list(trunk.values()))
+        opt = torch.optim.Adam(params, lr=lr)
         with torch.enable_grad():
             for _ in range(steps):
                 opt.zero_grad()
-                F.cross_entropy(head_logits(self.kind, state, feats), ys).backward()
+                if trunk is not None:
+                    feats = self._embed_with(trunk, Xs)
+                    feats_q = None if Xq is None else self._embed_with(trunk, Xq)
+                query = None if feats_q is None else head_logits(self.kind, state, feats_q)
+                adaptation.loss(head_logits(self.kind, state, feats), ys, query).backward()
                 opt.step()
-        return {k: v.detach() for k, v in state.items()}
+        out = {k: v.detach() for k, v in state.items()}
+        if trunk is not None:
+            out.update({f"trunk.{k}": v.detach() for k, v in trunk.items()})
+        return out
+
+    def _embed_with(self, trunk_params, X):
+        out = torch.func.functional_call(self.trunk, trunk_params, (X,))
+        return out.reshape(out.shape[0], -1)
 
     def predict_logits(self, state, X):
-        return head_logits(self.kind, state, self.embed(X))
+        trunk = {k[len("trunk."):]: v for k, v in state.items() if k.startswith("trunk.")}
+        feats = self._embed_with(trunk, X) if trunk else self.embed(X)
+        return head_logits(self.kind, state, feats)
 
 
 class _BaselineNet(WeightedLossMixin, NeuralNet):
     """skorch's net with per-row weights in the batch (see :mod:`sktransfer._weights`)."""
 
 
-@parameter_constraints(**META_PARAMETER_CONSTRAINTS, class_weight=CLASS_WEIGHT_CONSTRAINT)
+@parameter_constraints(**META_PARAMETER_CONSTRAINTS, class_weight=CLASS_WEIGHT_CONSTRAINT,
+                       adaptation=[StrOptions(set(ADAPTATIONS)), Adaptation])
 class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, ClassifierMixin,
                                 BaseEstimator):
     """Baseline (linear head) and Baseline++ (cosine head) for few-shot classification.
@@ -112,6 +147,13 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
     which reduces intra-class variation. After ``fit``, ``predict`` uses the
     trained head over the classes of ``fit``.
 
+    ``adaptation`` chooses how :meth:`adapt` trains the new head: plain
+    fine-tuning on the support set (``"finetune"``), or a transductive method
+    that also reads the unlabelled query set given as ``adapt(X_support,
+    y_support, X_query=...)``: transductive fine-tuning (``"transductive"``,
+    Dhillon et al., 2020) or TIM (``"tim"``, Boudiaf et al., 2020); see
+    :class:`~sktransfer.meta.Adaptation`.
+
     Parameters
     ----------
     head : {"linear", "cosine"}, default="linear"
@@ -120,6 +162,13 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
         Steps of training the new head in :meth:`adapt`.
     adapt_lr : float, default=0.01
         Learning rate of the new head.
+    adaptation : {"finetune", "transductive", "tim"} or Adaptation, default="finetune"
+        How :meth:`adapt` trains the new head: ``"finetune"``
+        (:class:`~sktransfer.meta.Adaptation`: the support cross-entropy),
+        ``"transductive"`` (:class:`~sktransfer.meta.TransductiveFineTuning`
+        with its defaults), ``"tim"`` (:class:`~sktransfer.meta.TIM` with its
+        defaults), or a strategy object (for other settings, or a strategy of
+        your own). The transductive ones need ``X_query`` in :meth:`adapt`.
     class_weight : None, "balanced" or dict, default=None
         Weights of the base classes in the loss of ``fit`` (multiplied with
         ``sample_weight``): ``"balanced"`` weighs each class by ``n_samples
@@ -185,6 +234,7 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
         head="linear",
         adapt_steps=100,
         adapt_lr=0.01,
+        adaptation="finetune",
         class_weight=None,
         module=None,
         hidden_layer_sizes=(64,),
@@ -206,6 +256,7 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
         self.head = head
         self.adapt_steps = adapt_steps
         self.adapt_lr = adapt_lr
+        self.adaptation = adaptation
         self.class_weight = class_weight
         self.module = module
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -224,8 +275,35 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
         self.verbose = verbose
         self.net_params = net_params
 
+    #: The network ``fit`` builds (a subclass may extend it).
+    _module_class = BaselineModule
+
     def _adapt_options(self):
-        return {"steps": int(self.adapt_steps), "lr": float(self.adapt_lr)}
+        return {"steps": int(self.adapt_steps), "lr": float(self.adapt_lr),
+                "adaptation": get_adaptation(self.adaptation)}
+
+    def adapt(self, X_support, y_support, X_query=None):
+        """Train a new head for the classes of a support set (the trunk is kept).
+
+        Parameters
+        ----------
+        X_support : array-like of shape (n_support, ...)
+            The labelled examples of the new task.
+        y_support : array-like of shape (n_support,)
+            Their labels, any values; they become ``classes_`` of the result.
+        X_query : array-like of shape (n_query, ...), default=None
+            The unlabelled examples the adapted model will classify: read by
+            a transductive ``adaptation`` (``"transductive"``, ``"tim"``),
+            which then requires it (a ``ValueError`` without it); ignored by
+            ``"finetune"``.
+
+        Returns
+        -------
+        estimator
+            A new fitted estimator whose ``predict`` answers among the support
+            set's classes. ``self`` is left unchanged.
+        """
+        return self._run("adapt", X_support, y_support, X_query=X_query)
 
     def fit(self, X, y, groups=None, sample_weight=None):
         """Train the trunk and a head over all classes of ``y`` (ordinary training).
@@ -248,9 +326,18 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
         return self._run("fit", X, y, groups=groups, sample_weight=sample_weight)
 
     # --------------------------------------------------------- template hooks
-    def _encode(self, ctx, X, y, groups=None, sample_weight=None):
+    def _encode(self, ctx, X, y, groups=None, sample_weight=None, X_query=None):
         if ctx.name == "adapt":
-            return super()._encode(ctx, X, y)
+            data = super()._encode(ctx, X, y)
+            adaptation = self._adapt_options().get("adaptation")
+            if X_query is None and adaptation is not None and adaptation.needs_query:
+                raise ValueError(
+                    f"adaptation={self.adaptation!r} is transductive: it reads the unlabelled "
+                    f"query set, so adapt needs it: call adapt(X_support, y_support, "
+                    f"X_query=X_query) with the rows the adapted model will classify")
+            if X_query is not None:
+                data["X_query"] = self._validate_X(X_query, reset=False)
+            return data
         self._check_params()
         X = self._validate_X(X, reset=True)
         y = self._validate_y(y, X.shape[0])
@@ -266,14 +353,18 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
     def _build(self, ctx, data):
         X = data["X"]
         trunk = self._make_trunk(X.shape[1:], ctx.hidden_layer_sizes)
-        module = BaselineModule(trunk, trunk_width(trunk, X.shape[1:]), len(data["classes"]),
-                                self.head)
+        module = self._module_class(trunk, trunk_width(trunk, X.shape[1:]),
+                                    len(data["classes"]), self.head)
         return _BaselineNet(module, criterion=nn.CrossEntropyLoss,
                             **self._net_kwargs(ctx.device))
 
     def _train(self, ctx, net, data):
         if ctx.name == "adapt":
-            return super()._train(ctx, net, data)
+            options = self._adapt_options()
+            if data.get("X_query") is not None:
+                options["Xq"] = to_tensor(data["X_query"])
+            ys = torch.as_tensor(data["y_enc"], dtype=torch.long)
+            return adapt_in_eval(net, data["X"], ys, len(data["classes"]), **options)
         X, w = torch.tensor(data["X"]), data["weights"]
         net.fit(X if w is None else {"X": X, SAMPLE_WEIGHT: torch.as_tensor(w)},
                 torch.as_tensor(data["y_enc"]))
