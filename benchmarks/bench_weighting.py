@@ -8,6 +8,11 @@ step) run in rounds that alternate the methods, and the table reports the
 time per step of each method's best round (the one least disturbed by
 other processes) and its ratio to ``"equal"``.
 
+``stch`` is timed after its warm-up (``warmup_epochs=0``). The
+full-gradient methods include those that set the gradients themselves
+(``graddrop``, ``gradvac``, ``db_mtl``, ``excess_mtl``), which have no
+solver of their own in the second table.
+
 Reference code paths, written here, run on the same network:
 
 * ``loop T x backward``: the plain loop a full-gradient method needs, as
@@ -41,9 +46,11 @@ from sktransfer.multitask import MultiTaskClassifier
 from sktransfer.multitask import _solvers as S
 from sktransfer.multitask._gradient_step import per_task_gradients
 
-LOSS_BASED = ["uncertainty", "dwa", "rlw", "famo", "famo_next", "gradnorm"]
+LOSS_BASED = ["uncertainty", "dwa", "rlw", "famo", "famo_next", "stch", "gradnorm"]
 REPRESENTATION = ["mgda_ub"]
-FULL = ["mgda", "pcgrad", "cagrad", "imtl", "upgrad", "aligned_mtl", "nash_mtl"]
+FULL = ["mgda", "pcgrad", "cagrad", "imtl", "upgrad", "aligned_mtl", "nash_mtl", "fairgrad"]
+# Full-gradient methods that set the gradients themselves (no Gramian solver to time alone).
+SURGERY = ["graddrop", "gradvac", "db_mtl", "excess_mtl"]
 
 
 def make_problem(T, n=512):
@@ -55,9 +62,11 @@ def make_problem(T, n=512):
 
 
 def build(weighting, X, Y, batch_size):
-    from sktransfer.multitask import FAMOWeighting
+    from sktransfer.multitask import FAMOWeighting, STCHWeighting
 
     w = FAMOWeighting(update="next_batch") if weighting == "famo_next" else weighting
+    if weighting == "stch":
+        w = STCHWeighting(warmup_epochs=0)  # time the smooth Tchebycheff step, not the warm-up
     est = MultiTaskClassifier(weighting=w, hidden_layer_sizes=(512, 512, 512),
                               batch_size=batch_size, max_epochs=1, random_state=0)
     est.fit(X, Y)
@@ -152,7 +161,7 @@ def step_table(Ts, rounds, steps, batch_size):
     for T in Ts:
         X, Y = make_problem(T)
         batch = batch_of(X, Y, batch_size)
-        names = ["equal"] + LOSS_BASED + REPRESENTATION + FULL
+        names = ["equal"] + LOSS_BASED + REPRESENTATION + FULL + SURGERY
         nets = {name: build(name, X, Y, batch_size) for name in names}
         fns = {name: partial(net.train_step, batch) for name, net in nets.items()}
         fns["loop T x backward"] = partial(LoopReference(nets["equal"]), batch)
@@ -249,7 +258,7 @@ def main():
                 line += f"{ms:11.1f}{res[T][name] / res[T]['equal']:7.2f}"
             print(line)
         print("\nFull-gradient methods / plain loop of T backward passes:")
-        for name in FULL:
+        for name in FULL + SURGERY:
             print(f"  {name:14s}" + "".join(
                 f"  T={T}: {res[T][name] / res[T]['loop T x backward']:.2f}" for T in Ts))
         if "torchjd MGDA" in names:

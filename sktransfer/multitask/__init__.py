@@ -3,8 +3,11 @@
 See :class:`MultiTaskClassifier` and the weighting strategies.
 """
 
+from ._affinity import TaskAffinity, task_affinity
 from ._architectures import (
+    CGC,
     MTAN,
+    PLE,
     Architecture,
     CrossStitch,
     HardParameterSharing,
@@ -16,9 +19,12 @@ from ._architectures import (
 from ._classifier import MultiTaskClassifier
 from ._conditioned import TaskConditionedNet
 from ._deprecated import HardSharing, TaskConditioned
+from ._gradient_balancing import DBMTLWeighting, ExcessMTLWeighting
+from ._gradient_surgery import GradDropWeighting, GradVacWeighting
 from ._gradient_weighting import (
     AlignedMTLWeighting,
     CAGradWeighting,
+    FairGradWeighting,
     IMTLWeighting,
     MGDAUBWeighting,
     MGDAWeighting,
@@ -26,6 +32,7 @@ from ._gradient_weighting import (
     PCGradWeighting,
     UPGradWeighting,
 )
+from ._grouping import group_tasks, grouping_score
 from ._hard import HardSharingNet
 from ._loss_weighting import (
     DWAWeighting,
@@ -34,15 +41,23 @@ from ._loss_weighting import (
     GradNormWeighting,
     RLWWeighting,
     StaticWeighting,
+    STCHWeighting,
     UncertaintyWeighting,
 )
 from ._registry import ARCHITECTURES, WEIGHTINGS
 from ._regressor import MultiTaskRegressor
+from ._task_grouped import TaskGroupedClassifier
 from ._weighting_base import BackwardWeighter, GradientWeighter, Weighter, Weighting
 
 __all__ = [
     "MultiTaskClassifier",
     "MultiTaskRegressor",
+    # which tasks to train together: the affinity, the groups, the grouped estimator
+    "TaskAffinity",
+    "task_affinity",
+    "group_tasks",
+    "grouping_score",
+    "TaskGroupedClassifier",
     # architectures: the registry, the configuration objects, the networks
     "ARCHITECTURES",
     "Architecture",
@@ -53,6 +68,8 @@ __all__ = [
     "Sluice",
     "MTAN",
     "MMoE",
+    "CGC",
+    "PLE",
     "HardSharingNet",
     "TaskConditionedNet",
     # weightings: the registry, the protocol, the strategies
@@ -76,6 +93,12 @@ __all__ = [
     "UPGradWeighting",
     "AlignedMTLWeighting",
     "NashMTLWeighting",
+    "GradDropWeighting",
+    "GradVacWeighting",
+    "FairGradWeighting",
+    "DBMTLWeighting",
+    "STCHWeighting",
+    "ExcessMTLWeighting",
     # deprecated names (FutureWarning), removed in 0.3
     "HardSharing",
     "TaskConditioned",

@@ -38,15 +38,18 @@ from ._blocks import block_shapes, fresh_copy, layer_sequence, split_blocks
 from ._conditioned import TaskConditionedNet
 from ._experts import MixtureOfExpertsNet
 from ._hard import HardSharingNet
+from ._ple import ProgressiveLayeredExtractionNet
 from ._soft_sharing import ColumnNet
 
 __all__ = [
     "Architecture",
+    "CGC",
     "CrossStitch",
     "HardParameterSharing",
     "Independent",
     "MMoE",
     "MTAN",
+    "PLE",
     "Sluice",
     "TaskConditioning",
 ]
@@ -285,6 +288,128 @@ class MMoE(Architecture):
         width = _checked_width(experts[0], X_example,
                                f"X of sample shape {tuple(X_example.shape[1:])}")
         return MixtureOfExpertsNet(experts, width, X_example[0].numel(), n_tasks, n_outputs)
+
+
+class PLE(Architecture):
+    """Progressive layered extraction (``"ple"``, Tang et al., 2020).
+
+    ``n_levels`` extraction levels, each with ``n_shared_experts`` shared
+    experts and ``n_task_experts`` experts per task. Task ``t``'s gate (a
+    softmax over its own and the shared experts) gives its representation
+    of the level; a shared gate over all the level's experts gives the
+    input of the next level's shared experts (the last level has no shared
+    gate). Each task's head reads its representation of the last level.
+    The first level's experts are fresh copies of the trunk (the default
+    MLP of ``hidden_layer_sizes``, the Conv4 trunk, or the user's
+    ``module``) and, like MMoE's gates, the first level's gates read the
+    flattened input; the next levels' experts are MLPs on the previous
+    level's output, and their gates read that output.
+
+    ``shared_parameters()`` (for the gradient-based weightings) holds
+    every parameter through which more than one task's output passes: the
+    shared experts and gates, and the task experts of every level but the
+    last.
+
+    Parameters
+    ----------
+    n_shared_experts : int >= 1, default=2
+        Shared experts per level.
+    n_task_experts : int >= 1, default=1
+        Experts of every task per level.
+    n_levels : int >= 1, default=2
+        Extraction levels (1 is :class:`CGC`).
+    expert_hidden_layer_sizes : tuple of int or None, default=None
+        Hidden layers of the experts of the levels after the first (each a
+        ReLU MLP whose last layer gives the level's output width); None:
+        one layer as wide as the trunk's output.
+
+    Examples
+    --------
+    >>> from sktransfer.multitask import PLE
+    >>> PLE(n_shared_experts=1, n_levels=3)
+    PLE(n_levels=3, n_shared_experts=1)
+    """
+
+    _parameter_constraints: dict = {
+        "n_shared_experts": [Interval(Integral, 1, None, closed="left")],
+        "n_task_experts": [Interval(Integral, 1, None, closed="left")],
+        "n_levels": [Interval(Integral, 1, None, closed="left")],
+        "expert_hidden_layer_sizes": ["array-like", None],
+    }
+
+    def __init__(self, n_shared_experts=2, n_task_experts=1, n_levels=2,
+                 expert_hidden_layer_sizes=None):
+        self.n_shared_experts = n_shared_experts
+        self.n_task_experts = n_task_experts
+        self.n_levels = n_levels
+        self.expert_hidden_layer_sizes = expert_hidden_layer_sizes
+
+    def _upper_sizes(self, width):
+        sizes = self.expert_hidden_layer_sizes
+        if sizes is None:
+            return (width,)
+        sizes = tuple(sizes)
+        if not sizes or not all(isinstance(h, Integral) and not isinstance(h, bool) and h >= 1
+                                for h in sizes):
+            raise ValueError(
+                f"{type(self).__name__}'s expert_hidden_layer_sizes must be a non-empty "
+                f"sequence of positive ints (or None), got {self.expert_hidden_layer_sizes!r}")
+        return tuple(int(h) for h in sizes)
+
+    def build(self, make_trunk, X_example, n_tasks, n_outputs):
+        from ..modules import MLP
+
+        n_shared, n_task = int(self.n_shared_experts), int(self.n_task_experts)
+        n_levels = int(self.n_levels)
+        first = _distinct_copies(make_trunk, n_shared + n_tasks * n_task)
+        width = _checked_width(first[0], X_example,
+                               f"X of sample shape {tuple(X_example.shape[1:])}")
+        levels = [(first[:n_shared],
+                   [first[n_shared + t * n_task:n_shared + (t + 1) * n_task]
+                    for t in range(n_tasks)])]
+        gate_inputs = [X_example[0].numel()]
+        sizes = self._upper_sizes(width) if n_levels > 1 else ()
+        for _ in range(1, n_levels):
+            levels.append(([MLP(width, sizes) for _ in range(n_shared)],
+                           [[MLP(width, sizes) for _ in range(n_task)] for _ in range(n_tasks)]))
+            gate_inputs.append(width)
+            width = sizes[-1]
+        return ProgressiveLayeredExtractionNet(levels, gate_inputs, width, n_tasks, n_outputs)
+
+
+class CGC(PLE):
+    """Customized gate control (``"cgc"``): one level of :class:`PLE` (Tang et al., 2020).
+
+    ``n_shared_experts`` shared experts and ``n_task_experts`` experts per
+    task, all fresh copies of the trunk; task ``t``'s softmax gate, which
+    reads the (flattened) input, mixes its own and the shared experts, and
+    its head reads the mix. Unlike :class:`MMoE`, a task's own experts are
+    never mixed into another task's representation; ``shared_parameters()``
+    is the shared experts.
+
+    Parameters
+    ----------
+    n_shared_experts : int >= 1, default=2
+    n_task_experts : int >= 1, default=1
+
+    Examples
+    --------
+    >>> from sktransfer.multitask import CGC
+    >>> CGC(n_task_experts=2)
+    CGC(n_task_experts=2)
+    """
+
+    _parameter_constraints: dict = {
+        "n_shared_experts": [Interval(Integral, 1, None, closed="left")],
+        "n_task_experts": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(self, n_shared_experts=2, n_task_experts=1):
+        self.n_shared_experts = n_shared_experts
+        self.n_task_experts = n_task_experts
+
+    n_levels = 1
+    expert_hidden_layer_sizes = None
 
 
 _WHERE = ("input", "hidden", "all")

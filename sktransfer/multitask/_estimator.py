@@ -605,8 +605,10 @@ _TASK_PARAMS_DOC = """architecture : str, Architecture or nn.Module, default="ha
         ``"cross_stitch"`` (a column per task, mixed after every block),
         ``"sluice"`` (cross-stitch with
         subspaces and a learned mix of the layers' outputs), ``"mtan"`` (a
-        shared trunk with per-task attention masks) or ``"mmoe"`` (a
-        multi-gate mixture of experts). Or an
+        shared trunk with per-task attention masks), ``"mmoe"`` (a
+        multi-gate mixture of experts), ``"cgc"`` (customized gate control:
+        shared and task-specific experts) or ``"ple"`` (progressive layered
+        extraction: stacked CGC levels). Or an
         :class:`~sktransfer.multitask.Architecture` object
         (:class:`~sktransfer.multitask.HardParameterSharing`,
         :class:`~sktransfer.multitask.Independent`,
@@ -614,7 +616,9 @@ _TASK_PARAMS_DOC = """architecture : str, Architecture or nn.Module, default="ha
         :class:`~sktransfer.multitask.CrossStitch`,
         :class:`~sktransfer.multitask.Sluice`,
         :class:`~sktransfer.multitask.MTAN`,
-        :class:`~sktransfer.multitask.MMoE`; their pages describe each), whose
+        :class:`~sktransfer.multitask.MMoE`,
+        :class:`~sktransfer.multitask.CGC`,
+        :class:`~sktransfer.multitask.PLE`; their pages describe each), whose
         parameters are searchable as ``architecture__<name>``. Or an
         ``nn.Module`` with ``forward(X, task_ids=None)`` (see
         :mod:`sktransfer.multitask._architectures`), used as given.
@@ -625,14 +629,18 @@ _TASK_PARAMS_DOC = """architecture : str, Architecture or nn.Module, default="ha
         ``"static"`` (fixed ``task_weights``), ``"uncertainty"`` (learned
         homoscedastic uncertainty, Kendall et al., 2018), ``"dwa"`` (dynamic
         weight averaging), ``"rlw"`` (random loss weighting), ``"famo"``
-        (fast adaptive multitask optimisation). Weights from the tasks'
-        gradients: ``"gradnorm"`` (gradient normalisation), ``"mgda"``
+        (fast adaptive multitask optimisation), ``"stch"`` (smooth
+        Tchebycheff scalarisation). Weights from the tasks' gradients:
+        ``"gradnorm"`` (gradient normalisation), ``"mgda"``
         (multiple-gradient descent), ``"mgda_ub"`` (MGDA on the shared
         representation), ``"pcgrad"`` (projecting conflicting gradients),
         ``"cagrad"`` (conflict-averse gradient descent), ``"imtl"``
         (impartial multi-task learning), ``"upgrad"`` (unconflicting
-        projection of gradients), ``"aligned_mtl"`` (Aligned-MTL) and
-        ``"nash_mtl"`` (Nash-MTL). Or a
+        projection of gradients), ``"aligned_mtl"`` (Aligned-MTL),
+        ``"nash_mtl"`` (Nash-MTL), ``"fairgrad"`` (alpha-fair FairGrad),
+        ``"graddrop"`` (gradient sign dropout), ``"gradvac"`` (Gradient
+        Vaccine), ``"db_mtl"`` (dual-balancing) and ``"excess_mtl"``
+        (excess-risk weighting). Or a
         :class:`~sktransfer.multitask.Weighting` object (the class of each
         name, such as :class:`~sktransfer.multitask.UncertaintyWeighting`,
         is on the API page with its parameters and reference), whose

@@ -1,4 +1,4 @@
-"""Gradient-based task weightings: MGDA, MGDA-UB, PCGrad, CAGrad, IMTL-G, UPGrad, ...
+"""Gradient-based task weightings: MGDA, MGDA-UB, PCGrad, CAGrad, IMTL-G, UPGrad, FairGrad, ...
 
 Each strategy turns the per-task gradients of the shared parameters into
 one update ``d = sum_t w_t g_t``; the weights ``w`` depend on the gradients
@@ -29,6 +29,7 @@ __all__ = [
     "UPGradWeighting",
     "AlignedMTLWeighting",
     "NashMTLWeighting",
+    "FairGradWeighting",
 ]
 
 
@@ -359,3 +360,99 @@ class NashMTLWeighting(Weighting):
     def build(self, n_tasks, task_types=None):
         return _SolverWeighter("nash_mtl", _solvers.nash_mtl_weights,
                                max_norm=float(self.max_norm))
+
+
+def fairgrad_weights(M, alpha=1.0, tol=1e-14, max_iter=100):
+    """FairGrad's weights: the ``w > 0`` with ``M w = w^(-1 / alpha)``.
+
+    With ``p = 1 / alpha`` this is the stationarity condition of the strictly
+    convex problem ``min_w w^T M w / 2 - sum_t F(w_t)``, ``F' = w^(-p)``
+    (``F = log`` for ``alpha = 1``, Nash-MTL's problem), solved by a damped
+    Newton method on the Gramian scaled to unit mean diagonal, with a ridge
+    of ``1e-12`` (as :func:`~._solvers.nash_mtl_weights`). Where Newton's
+    method does not converge, scipy's bounded least squares on the equation
+    (the authors' solver) from ``w = 1 / k`` takes over. Tasks whose gradient
+    is zero have no finite solution and get weight 0.
+    """
+    M = np.asarray(M, dtype=np.float64)
+    k = M.shape[0]
+    w = np.zeros(k)
+    diag = np.clip(np.diag(M), 0.0, None)
+    live = diag > 0
+    if not live.any():
+        return w
+    p = 1.0 / alpha
+    s = float(np.mean(diag[live]))
+    A = M[np.ix_(live, live)] / s + 1e-12 * np.eye(int(live.sum()))
+
+    def objective(a):
+        F = np.log(a).sum() if p == 1 else (a ** (1 - p)).sum() / (1 - p)
+        return 0.5 * a @ A @ a - F
+
+    a = np.diag(A) ** (-1 / (1 + p))  # the solution for orthogonal gradients
+    f = objective(a)
+    for _ in range(max_iter):
+        g = A @ a - a ** (-p)
+        H = A + np.diag(p * a ** (-p - 1))
+        step = np.linalg.solve(H, -g)
+        decrement = -g @ step
+        if not np.isfinite(decrement):
+            break
+        if decrement < tol:
+            # M w = w^(-p) for w = c a, with c = s^(-1 / (1 + p))
+            w[live] = a * s ** (-1 / (1 + p))
+            return w
+        t = 1.0
+        while True:
+            new = a + t * step
+            if np.all(new > 0):
+                f_new = objective(new)
+                if f_new <= f - 0.25 * t * decrement or t < 1e-10:
+                    break
+            t *= 0.5
+        a, f = new, f_new
+    from scipy.optimize import least_squares
+
+    B = M[np.ix_(live, live)]
+    w[live] = least_squares(lambda x: B @ x - np.power(x, -p), np.full(B.shape[0], 1.0 / k),
+                            jac=lambda x: B + np.diag(p * np.power(x, -p - 1)),
+                            bounds=(0, np.inf)).x
+    return w
+
+
+class FairGradWeighting(Weighting):
+    """Alpha-fair gradient weighting (FairGrad; Ban & Ji, 2024).
+
+    The update ``d = G^T w`` gives every task the improvement
+    ``g_t . d = w_t^(-1 / alpha)``, the condition of optimality of the
+    alpha-fair utility ``sum_t (g_t . d)^(1 - alpha) / (1 - alpha)`` over
+    the unit ball: ``w`` solves ``(G G^T) w = w^(-1 / alpha)``.
+    ``alpha = 1`` is proportional fairness (Nash-MTL's condition);
+    a larger ``alpha`` moves toward max-min fairness (MGDA-like). With
+    orthogonal gradients and ``alpha = 1``, ``w_t = 1 / ||g_t||``. Tasks with
+    a zero gradient get weight 0. The equation is the stationarity condition
+    of a strictly convex problem, solved by Newton's method (scipy's least
+    squares, the authors' solver, where it does not converge).
+
+    Parameters
+    ----------
+    alpha : float > 0, default=1.0
+        The fairness parameter (the authors use 1 to 8 depending on the
+        data set; LibMTL's default is 1).
+
+    Examples
+    --------
+    >>> from sktransfer.multitask import FairGradWeighting
+    >>> import numpy as np
+    >>> M = np.diag([1.0, 4.0])  # orthogonal gradients, norms 1 and 2
+    >>> FairGradWeighting(alpha=1.0).build(2).solve(M, np.ones(2)).round(3)
+    array([1. , 0.5])
+    """
+
+    _parameter_constraints: dict = {"alpha": [Interval(Real, 0, np.inf, closed="neither")]}
+
+    def __init__(self, alpha=1.0):
+        self.alpha = alpha
+
+    def build(self, n_tasks, task_types=None):
+        return _SolverWeighter("fairgrad", fairgrad_weights, alpha=float(self.alpha))

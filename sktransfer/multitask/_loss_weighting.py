@@ -1,4 +1,4 @@
-"""Loss-based task weightings: equal, static, uncertainty, DWA, RLW, FAMO and GradNorm.
+"""Loss-based task weightings: equal, static, uncertainty, DWA, RLW, FAMO, STCH and GradNorm.
 
 These weight the task losses without the full per-task gradients: with
 fixed weights (equal, static), or with weights set from the losses (and, for
@@ -7,7 +7,8 @@ weighters are :class:`~._weighting_base.Weighter` modules, called as
 ``weighter(losses, present) -> (total, weights)``, and use the hooks of that
 base class:
 
-* :meth:`~._weighting_base.Weighter.epoch_end`: DWA's loss history;
+* :meth:`~._weighting_base.Weighter.epoch_end`: DWA's loss history, STCH's
+  nadir point at the end of its warm-up;
 * :meth:`~._weighting_base.Weighter.after_step`: FAMO's update of its
   logits, GradNorm's renormalisation of its weights;
 * GradNorm is a :class:`~._weighting_base.BackwardWeighter`: it runs the
@@ -19,7 +20,7 @@ the network. State only changes in training mode with gradients enabled;
 the validation loss uses the current weights without updating them.
 """
 
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ __all__ = [
     "DWAWeighting",
     "RLWWeighting",
     "FAMOWeighting",
+    "STCHWeighting",
     "GradNormWeighting",
 ]
 
@@ -377,6 +379,98 @@ class FAMOWeighting(Weighting):
 
     def build(self, n_tasks, task_types=None):
         return _FAMOWeighter(n_tasks, self.lr, self.gamma, self.update)
+
+
+# ----------------------------------------------------------------------- STCH
+class _STCHWeighter(Weighter):
+    def __init__(self, n_tasks, mu, warmup_epochs):
+        super().__init__()
+        self.mu = float(mu)
+        self.warmup_epochs = int(warmup_epochs)
+        self.eps = 1e-20
+        self.register_buffer("nadir", torch.ones(n_tasks))
+        self.register_buffer("n_epochs", torch.zeros((), dtype=torch.long))
+
+    def epoch_end(self, task_losses):
+        self.n_epochs += 1
+        if int(self.n_epochs) == self.warmup_epochs:
+            new = torch.as_tensor(task_losses, dtype=self.nadir.dtype, device=self.nadir.device)
+            self.nadir = torch.where(torch.isfinite(new) & (new > 0), new, 1.0)
+
+    def objective(self, losses, present):
+        """The scalarized objective and its derivative with respect to every loss."""
+        mask = present.to(losses.dtype)
+        safe = torch.where(present, losses, 1.0)
+        if int(self.n_epochs) < self.warmup_epochs:
+            # Warm-up: the sum of the log-losses (weights 1 / L_t).
+            value = (mask * torch.log(safe + self.eps)).sum()
+            return value, mask / (safe + self.eps)
+        nadir = self.nadir.to(losses.dtype)
+        s = torch.log(safe / nadir + self.eps).masked_fill(~present, float("-inf"))
+        T = losses.shape[0]
+        value = T * self.mu * torch.logsumexp(s / self.mu, dim=0)
+        w = T * torch.softmax(s / self.mu, dim=0) / (safe + self.eps * nadir)
+        return value, w * mask
+
+    def forward(self, losses, present):
+        # The objective depends on the network only through the losses, so its gradient is
+        # that of sum_t w_t L_t with w_t = d objective / d L_t held constant; the loss is
+        # written so (as FAMO's), and its value is a weighted task loss.
+        _, w = self.objective(losses, present)
+        w = w.detach()
+        return (w * losses).sum(), w
+
+    def extra_repr(self):
+        return f"mu={self.mu}, warmup_epochs={self.warmup_epochs}"
+
+
+class STCHWeighting(Weighting):
+    """Smooth Tchebycheff scalarization (STCH; Lin et al., 2024).
+
+    The network descends a smooth maximum of the normalised task losses,
+    ``T mu log sum_t exp(log(L_t / z_t) / mu)``: as ``mu -> 0`` it tends to
+    the Tchebycheff scalarization ``T max_t log(L_t / z_t)`` (only the worst
+    task is descended), a large ``mu`` approaches the sum of the log-losses.
+    The normalisation ``z_t`` (the nadir point) is each task's mean
+    training loss over the last of ``warmup_epochs`` epochs, during which
+    the network descends ``sum_t log L_t``; with ``warmup_epochs=0`` it is 1.
+    This is the authors' multi-task setting as in LibMTL (log-transformed
+    losses, the ideal point at 0 in log space). The recorded weight of a
+    task is the derivative of the objective with respect to its loss,
+    ``T softmax_t(log(L / z) / mu) / L_t``; the loss the network descends is
+    written as ``sum_t w_t L_t`` with these weights held constant, which has
+    the objective's gradient (the objective's own value is
+    ``weighter.objective(losses, present)[0]``).
+
+    Parameters
+    ----------
+    mu : float > 0, default=1.0
+        Smoothing: the temperature of the soft maximum.
+    warmup_epochs : int >= 0, default=4
+        Epochs of plain log-loss descent before STCH; the last one sets the
+        nadir point.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sktransfer.multitask import STCHWeighting
+    >>> w = STCHWeighting(mu=0.01, warmup_epochs=0).build(2)
+    >>> value, _ = w.objective(torch.tensor([1.0, 2.0]), torch.ones(2, dtype=torch.bool))
+    >>> round(float(value) / 2, 4)  # close to max_t log L_t = log 2
+    0.6931
+    """
+
+    _parameter_constraints: dict = {
+        "mu": [_POSITIVE],
+        "warmup_epochs": [Interval(Integral, 0, None, closed="left")],
+    }
+
+    def __init__(self, mu=1.0, warmup_epochs=4):
+        self.mu = mu
+        self.warmup_epochs = warmup_epochs
+
+    def build(self, n_tasks, task_types=None):
+        return _STCHWeighter(n_tasks, self.mu, self.warmup_epochs)
 
 
 # ------------------------------------------------------------------- GradNorm

@@ -299,8 +299,8 @@ class AcceleratedMultiTaskNet(AcceleratedNetMixin, MultiTaskNet):
             raise ValueError(
                 f"weighting={name!r} computes its own gradient step, which data-parallel "
                 f"training across {n_processes} processes cannot synchronise; use a "
-                "loss-based weighting ('equal', 'static', 'uncertainty', 'dwa', 'rlw') or "
-                "one process")
+                "loss-based weighting ('equal', 'static', 'uncertainty', 'dwa', 'rlw', "
+                "'stch') or one process")
         if weighter.sets_gradients and accelerator.mixed_precision == "fp16":
             raise ValueError(
                 f"weighting={name!r} sets the gradients itself, which float16 loss scaling "

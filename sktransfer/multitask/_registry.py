@@ -12,7 +12,9 @@ passed as an object.
 from torch import nn
 
 from ._architectures import (
+    CGC,
     MTAN,
+    PLE,
     Architecture,
     CrossStitch,
     HardParameterSharing,
@@ -21,9 +23,12 @@ from ._architectures import (
     Sluice,
     TaskConditioning,
 )
+from ._gradient_balancing import DBMTLWeighting, ExcessMTLWeighting
+from ._gradient_surgery import GradDropWeighting, GradVacWeighting
 from ._gradient_weighting import (
     AlignedMTLWeighting,
     CAGradWeighting,
+    FairGradWeighting,
     IMTLWeighting,
     MGDAUBWeighting,
     MGDAWeighting,
@@ -38,6 +43,7 @@ from ._loss_weighting import (
     GradNormWeighting,
     RLWWeighting,
     StaticWeighting,
+    STCHWeighting,
     UncertaintyWeighting,
     task_weights_array,
 )
@@ -63,6 +69,12 @@ WEIGHTINGS = {
     "upgrad": UPGradWeighting,
     "aligned_mtl": AlignedMTLWeighting,
     "nash_mtl": NashMTLWeighting,
+    "graddrop": GradDropWeighting,
+    "gradvac": GradVacWeighting,
+    "fairgrad": FairGradWeighting,
+    "db_mtl": DBMTLWeighting,
+    "stch": STCHWeighting,
+    "excess_mtl": ExcessMTLWeighting,
 }
 
 
@@ -113,6 +125,8 @@ ARCHITECTURES = {
     "sluice": Sluice,
     "mtan": MTAN,
     "mmoe": MMoE,
+    "cgc": CGC,
+    "ple": PLE,
 }
 
 

@@ -35,7 +35,9 @@ from sktransfer.multitask._net import AcceleratedMultiTaskNet
 FAST = dict(hidden_layer_sizes=(32,), max_epochs=6, lr=3e-3, batch_size=64, random_state=0)
 LOSS_BASED = ["dwa", "rlw", "famo", "gradnorm"]
 GRADIENT_BASED = ["mgda", "mgda_ub", "pcgrad", "cagrad", "imtl", "upgrad", "aligned_mtl",
-                  "nash_mtl"]
+                  "nash_mtl", "fairgrad"]
+#: weighters that fill the gradients themselves (BackwardWeighter)
+SETS_OWN_GRADIENTS = ["gradnorm", "graddrop", "gradvac", "db_mtl", "excess_mtl"]
 
 
 @pytest.fixture(scope="module")
@@ -386,7 +388,7 @@ def test_every_registered_name_builds_a_weighter_of_its_kind():
         weighter = strategy.build(3)
         if name in GRADIENT_BASED:
             kind = GradientWeighter
-        elif name == "gradnorm":
+        elif name in SETS_OWN_GRADIENTS:
             kind = BackwardWeighter
         else:
             kind = Weighter
@@ -400,7 +402,7 @@ def test_every_registered_name_builds_a_weighter_of_its_kind():
 
 
 def test_weighters_that_step_on_their_own_refuse_data_parallel_and_fp16():
-    own_step = set(GRADIENT_BASED) | {"gradnorm", "famo"}
+    own_step = set(GRADIENT_BASED) | set(SETS_OWN_GRADIENTS) | {"famo"}
     for name, cls in WEIGHTINGS.items():
         weighter = (cls([1.0, 1.0]) if name == "static" else cls()).build(2)
         two = SimpleNamespace(num_processes=2, mixed_precision="no")
