@@ -15,7 +15,10 @@ Three source-to-target settings, each with k labelled examples per target class:
 Methods: scratch training of the same architecture, the linear probe
 (``PretrainedFeatures`` + ``LogisticRegression``), and ``FineTuner`` with
 ``last``, ``top``, ``full``, ``gradual`` and ``lp_ft``, each of the last
-four also with L2-SP. Every cell is the mean (and standard deviation) test
+four also with L2-SP, the parameter-efficient ``LoRA`` (rank 4 and 2) and
+``bitfit``, and ``full`` with the BSS and DELTA feature regularisers; for
+those, a second table gives the trainable parameters and seconds per epoch
+against ``full``. Every cell is the mean (and standard deviation) test
 accuracy over the seeds; the seed draws the k-shot training set and the
 network's randomness. Hyperparameters are fixed across settings (no
 per-setting tuning); see ``METHODS``.
@@ -24,6 +27,7 @@ Usage::
 
     python benchmarks/bench_transfer.py            # 3 seeds, every k (about 10 min)
     python benchmarks/bench_transfer.py --quick    # 1 seed, fewer k
+    python benchmarks/bench_transfer.py --methods full "lora r=4" bitfit --settings omniglot
 
 Needs ``SKTRANSFER_DATA`` pointing at the MNIST and Omniglot files.
 """
@@ -44,7 +48,13 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from torch import nn  # noqa: E402
 
 from sktransfer.datasets import load_mnist, load_omniglot  # noqa: E402
-from sktransfer.transfer import FineTuner, PretrainedFeatures  # noqa: E402
+from sktransfer.transfer import (  # noqa: E402
+    BSS,
+    DELTA,
+    FineTuner,
+    LoRA,
+    PretrainedFeatures,
+)
 
 EPOCHS = 50
 L2SP_ALPHA = 0.1
@@ -81,6 +91,18 @@ for _name in ("top", "full", "gradual", "lp_ft"):
     METHODS[f"{_name} + L2-SP"] = (
         lambda name: lambda s, seed, head: METHODS[name](s, seed, head).set_params(
             l2sp_alpha=L2SP_ALPHA))(_name)
+# parameter-efficient strategies and feature regularisers, against "full"
+METHODS.update({
+    "lora r=4": lambda s, seed, head: _ft(s, seed, head, strategy=LoRA(rank=4), lr=1e-2),
+    "lora r=2": lambda s, seed, head: _ft(s, seed, head, strategy=LoRA(rank=2), lr=1e-2),
+    "bitfit": lambda s, seed, head: _ft(s, seed, head, strategy="bitfit", lr=1e-2),
+    "full + BSS": lambda s, seed, head: METHODS["full"](s, seed, head).set_params(
+        regularizer=BSS()),
+    "full + DELTA": lambda s, seed, head: METHODS["full"](s, seed, head).set_params(
+        regularizer=DELTA()),
+})
+#: the rows of the cost table: trainable parameters and seconds per epoch
+EFFICIENCY = ["full", "lora r=4", "lora r=2", "bitfit", "full + BSS", "full + DELTA"]
 
 
 def shots(y, classes, k, seed, n_test=None):
@@ -99,13 +121,20 @@ def shots(y, classes, k, seed, n_test=None):
 def run_setting(title, source, X, y, classes, ks, seeds, methods, head="replace", n_test=None):
     print(f"\n## {title}\n", flush=True)
     results = {m: {k: [] for k in ks} for m in methods}
+    costs = {m: {"params": [], "epoch_s": []} for m in methods}
     t0 = time.perf_counter()
     for k in ks:
         for seed in seeds:
             tr, te = shots(y, classes, k, seed, n_test)
             for m in methods:
                 model = METHODS[m](source, seed, head)
-                results[m][k].append(model.fit(X[tr], y[tr]).score(X[te], y[te]))
+                t = time.perf_counter()
+                model.fit(X[tr], y[tr])
+                elapsed = time.perf_counter() - t
+                results[m][k].append(model.score(X[te], y[te]))
+                if isinstance(model, FineTuner):
+                    costs[m]["params"].append(model.n_trainable_params_)
+                    costs[m]["epoch_s"].append(elapsed / max(model.max_epochs_, 1))
     header = f"| {'method':<18} | " + " | ".join(f"k={k:<11}" for k in ks) + " |"
     print(header)
     print("|" + "-" * 20 + "|" + "|".join("-" * 15 for _ in ks) + "|")
@@ -121,6 +150,20 @@ def run_setting(title, source, X, y, classes, ks, seeds, methods, head="replace"
         print(f"k={k}: best fine-tuning ({best}) {np.mean(results[best][k]):.3f} vs scratch "
               f"{scratch:.3f}: {np.mean(results[best][k]) - scratch:+.3f}; "
               f"lp_ft {lp - scratch:+.3f}")
+    rows = [m for m in EFFICIENCY if m in methods and costs[m]["params"]]
+    if "full" in rows and len(rows) > 1:
+        full_params = np.mean(costs["full"]["params"])
+        full_s = np.mean(costs["full"]["epoch_s"])
+        print("\n| method             | trainable params | vs full | s / epoch | vs full | "
+              + " | ".join(f"acc - full, k={k}" for k in ks) + " |")
+        print("|" + "|".join("-" * w for w in [20, 18, 9, 11, 9] + [20] * len(ks)) + "|")
+        for m in rows:
+            p, sec = np.mean(costs[m]["params"]), np.mean(costs[m]["epoch_s"])
+            gaps = [np.mean(results[m][k]) - np.mean(results["full"][k]) for k in ks]
+            print(f"| {m:<18} | {p:>16,.0f} | {p / full_params:>6.1%} | {sec:>9.4f} | "
+                  f"{sec / full_s:>6.2f}x | " + " | ".join(f"{g:>+18.3f}" for g in gaps) + " |")
+        print("(seconds per epoch: the whole fit, linear probe and DELTA's attention "
+              "included, over the epochs)")
     print(f"({len(seeds)} seeds, {time.perf_counter() - t0:.0f} s)", flush=True)
     return results
 
@@ -128,22 +171,36 @@ def run_setting(title, source, X, y, classes, ks, seeds, methods, head="replace"
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 seed and fewer k")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), metavar="METHOD",
+                        help="only these methods (with scratch); default: all")
+    parser.add_argument("--settings", nargs="+", choices=["mnist", "omniglot", "domain"],
+                        default=["mnist", "omniglot", "domain"])
     args = parser.parse_args()
     torch.set_num_threads(1)
     # LogisticRegression warns when there are few examples per class: expected here.
     warnings.filterwarnings("ignore", message="The number of unique classes is greater")
     seeds = [0] if args.quick else [0, 1, 2]
     all_methods = list(METHODS)
+    if args.methods:
+        all_methods = ["scratch"] + [m for m in args.methods if m != "scratch"]
 
     X, y = load_mnist("test", return_X_y=True)
     t = time.perf_counter()
     mnist_src = FineTuner(small_cnn, strategy="full", head="keep", bn="train", lr=2e-3,
                           max_epochs=3, batch_size=64, random_state=0).fit(X[y < 5], y[y < 5])
     print(f"MNIST 0-4 source: pretrained in {time.perf_counter() - t:.0f} s")
-    run_setting("MNIST digits 0-4 -> 5-9 (5-way, accuracy on 2,000 held-out images)",
-                mnist_src, X, y, range(5, 10), [1, 10] if args.quick else [1, 5, 10, 50],
-                seeds, all_methods, n_test=2000)
+    if "mnist" in args.settings:
+        run_setting("MNIST digits 0-4 -> 5-9 (5-way, accuracy on 2,000 held-out images)",
+                    mnist_src, X, y, range(5, 10), [1, 10] if args.quick else [1, 5, 10, 50],
+                    seeds, all_methods, n_test=2000)
 
+    if "omniglot" in args.settings:
+        run_omniglot(args, seeds, all_methods)
+    if "domain" in args.settings:
+        run_domain(args, seeds, all_methods, mnist_src)
+
+
+def run_omniglot(args, seeds, all_methods):
     om = load_omniglot("background_small1")
     greek = list(om.group_names).index("Greek")
     src = om.groups != greek
@@ -157,6 +214,9 @@ def main():
                 om_src, Xo, yo, np.unique(yo), [1, 5] if args.quick else [1, 5, 10], seeds,
                 all_methods)
 
+
+
+def run_domain(args, seeds, all_methods, mnist_src):
     d = load_digits()
     images = torch.as_tensor(d.images[:, None] / 16.0, dtype=torch.float32)
     images = nn.functional.interpolate(images, size=(20, 20), mode="bilinear",
@@ -165,8 +225,9 @@ def main():
     keep = d.target < 5
     run_setting("Domain shift: MNIST 0-4 -> 8x8 digits 0-4 resized (head kept)",
                 mnist_src, Xd[keep], d.target[keep], range(5), [1, 10] if args.quick
-                else [1, 5, 10], seeds, ["scratch", "linear probe", "last", "full", "lp_ft",
-                                         "full + L2-SP"], head="keep")
+                else [1, 5, 10], seeds, [m for m in all_methods if m in (
+                    "scratch", "linear probe", "last", "full", "lp_ft", "full + L2-SP",
+                    "lora r=4", "bitfit", "full + BSS", "full + DELTA")], head="keep")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,9 @@ numpydoc_validation_checks = {"PR01", "PR02", "PR03", "PR06", "PR10", "SS01", "S
 # docstring there says what they do) and skorch callback methods.
 numpydoc_validation_exclude = {
     r"\.forward$", r"\.extra_repr$", r"\.build$", r"\.n_open$", r"\.probes_head$",
+    r"transfer\.(?!TransferStrategy\.)\w+\.(prepare_network|trainable_parameters|finish_call)$",
+    r"meta\.(?!Adaptation\.)\w+\.(init_head|loss)$",
+    r"multitask\.TaskAffinity\.(initialize|on_\w+)$",
     r"estimator_checks\.FailingCallback\.",
     # Class attributes documented by ``#:`` comments: numpydoc validates the
     # docstring of the attribute's value (``str``, ``bool``, ``None``), not the

@@ -13,17 +13,21 @@ from .meta import (
     MAMLRegressor,
     MatchingClassifier,
     PrototypicalClassifier,
+    R2D2Classifier,
     RelationClassifier,
     ReptileClassifier,
+    SimpleShotClassifier,
+    SURClassifier,
 )
-from .multitask import MultiTaskClassifier, MultiTaskRegressor
+from .multitask import MultiTaskClassifier, MultiTaskRegressor, TaskGroupedClassifier
 from .transfer import FineTuner, FineTunerRegressor, PretrainedFeatures
 
 __version__ = "0.1.0"
 
-__all__ = ["MultiTaskClassifier", "MultiTaskRegressor", "__version__"]
+__all__ = ["MultiTaskClassifier", "MultiTaskRegressor", "TaskGroupedClassifier", "__version__"]
 __all__ += ["ContinualClassifier", "EWCContinualClassifier", "ProgressiveNetworkClassifier"]
 __all__ += ["FineTuner", "FineTunerRegressor", "PretrainedFeatures"]
 __all__ += ["BaselineFewShotClassifier", "BlackBoxMetaClassifier", "MAMLClassifier"]
 __all__ += ["MAMLRegressor", "MatchingClassifier", "PrototypicalClassifier"]
-__all__ += ["RelationClassifier", "ReptileClassifier"]
+__all__ += ["R2D2Classifier", "RelationClassifier", "ReptileClassifier"]
+__all__ += ["SimpleShotClassifier", "SURClassifier"]

@@ -81,7 +81,13 @@ def _strategy_classes():
     for registry in (WEIGHTINGS, ARCHITECTURES, STRATEGIES):
         for make in registry.values():  # a class, or a factory ("online_ewc")
             found.add(make if isinstance(make, type) else type(make()))
-    for base in (Weighting, Architecture, Strategy):
+    from sktransfer.meta import Adaptation
+    from sktransfer.transfer import STRATEGIES as TRANSFER_STRATEGIES
+    from sktransfer.transfer import TransferRegularizer, TransferStrategy
+
+    found.update(TRANSFER_STRATEGIES.values())
+    for base in (Weighting, Architecture, Strategy, TransferStrategy, TransferRegularizer,
+                 Adaptation):
         found.update(sub for sub in _subclasses(base)
                      if sub.__module__.startswith("sktransfer.") and not inspect.isabstract(sub))
     return sorted(found, key=lambda cls: cls.__name__)

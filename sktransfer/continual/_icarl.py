@@ -216,7 +216,9 @@ class _ICaRLPlugin(Plugin):
 
 
 class ICaRL(Strategy):
-    """iCaRL: herding exemplars, distillation and nearest-mean-of-exemplars prediction.
+    """Incremental classifier and representation learning (iCaRL, Rebuffi et al., 2017).
+
+    Herding exemplars, distillation and nearest-mean-of-exemplars prediction.
 
     Each task is learned on its samples and the exemplars of the classes
     seen before, with the cross-entropy plus ``alpha`` times the sigmoid

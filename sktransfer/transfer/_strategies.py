@@ -107,23 +107,50 @@ class TransferStrategy(BaseEstimator, metaclass=ABCMeta):
         on the fitted network at the start of every later ``partial_fit``
         (a changed network there gets a new optimizer, which keeps the state
         of the parameters it had before). Default: nothing, ``False``.
+
+        Parameters
+        ----------
+        network : nn.Module
+            The network with its head.
+        head_name : str
+            The name of its output layer.
+
+        Returns
+        -------
+        bool
         """
         return False
 
     def trainable_parameters(self, backbone_names):
         """The backbone parameters that train in every epoch, or ``None``.
 
-        ``backbone_names`` lists the parameter names of the backbone groups
-        (of the network after :meth:`prepare_network`). A set of names
-        replaces the layer-group schedule of :meth:`n_open` (the head still
-        trains, and ``trainable`` patterns add parameters that train fully).
-        Default: ``None``, the schedule.
+        A set of names replaces the layer-group schedule of :meth:`n_open`
+        (the head still trains, and ``trainable`` patterns add parameters
+        that train fully). Default: ``None``, the schedule.
+
+        Parameters
+        ----------
+        backbone_names : list of str
+            The parameter names of the backbone groups (of the network after
+            :meth:`prepare_network`).
+
+        Returns
+        -------
+        set of str or None
         """
         return None
 
     def finish_call(self, network):
-        """Change the trained network in place at the end of every ``fit`` /
-        ``partial_fit`` call (LoRA merges its adapters). Default: nothing."""
+        """Change the trained network in place at the end of every call.
+
+        Called at the end of every ``fit`` and ``partial_fit`` (LoRA merges
+        its adapters there). Default: nothing.
+
+        Parameters
+        ----------
+        network : nn.Module
+            The trained network.
+        """
 
 
 class LastLayer(TransferStrategy):

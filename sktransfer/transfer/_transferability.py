@@ -358,15 +358,15 @@ def logme_score(source, X, y, *, layer=None, tol=1e-4, max_iter=100, batch_size=
 
     Returns
     -------
-    score : float
+    float
         The mean over the classes of the maximum log evidence per sample
         (a log-density of the 0/1 label column, so it can be positive;
         higher is better).
 
     See Also
     --------
-    rank_pretrained : every score of several candidates, as a table.
-    make_transferability_scorer : the score as ``scoring=`` for a search.
+    rank_pretrained : Every score of several candidates, as a table.
+    make_transferability_scorer : The score as ``scoring=`` for a search.
 
     References
     ----------
@@ -431,7 +431,7 @@ def leep_score(source, X, y, *, output=None, batch_size=256, device="cpu", rando
 
     Returns
     -------
-    score : float
+    float
 
     References
     ----------
@@ -501,7 +501,7 @@ def h_score(source, X, y, *, layer=None, shrinkage="auto", batch_size=256, devic
 
     Returns
     -------
-    score : float
+    float
 
     References
     ----------
@@ -655,7 +655,8 @@ def rank_pretrained(sources, X, y, *, scores=("logme", "leep", "h_score"), layer
 
     Returns
     -------
-    table : pandas.DataFrame, or dict of numpy arrays without pandas
+    pandas.DataFrame or dict of numpy arrays
+        A DataFrame, or without pandas a dict of arrays.
         One row per candidate (and layer): ``source`` (the name), ``layer``
         and ``n_layers`` (with ``layers=`` or ``per_layer=True``), one column
         per score, and ``<score>_seconds``: the wall time that score takes
@@ -820,7 +821,7 @@ def make_transferability_scorer(score="logme", **kwargs):
 
     Returns
     -------
-    scorer : callable
+    callable
 
     Examples
     --------
