@@ -60,7 +60,7 @@ numpydoc_validation_exclude = {
     r"\.forward$", r"\.extra_repr$", r"\.build$", r"\.n_open$", r"\.probes_head$",
     r"transfer\.(?!TransferStrategy\.)\w+\.(prepare_network|trainable_parameters|finish_call)$",
     r"meta\.(?!Adaptation\.)\w+\.(init_head|loss)$",
-    r"multitask\.TaskAffinity\.(initialize|on_\w+)$",
+    r"(multitask\.TaskAffinity|callbacks\.TimeBudget)\.(initialize|on_\w+)$",
     r"estimator_checks\.FailingCallback\.",
     # Class attributes documented by ``#:`` comments: numpydoc validates the
     # docstring of the attribute's value (``str``, ``bool``, ``None``), not the

@@ -8,7 +8,7 @@ from ..base import parameter_constraints
 from ._base import META_PARAMETER_CONSTRAINTS
 from ._fce import FullContextEmbedding
 from ._learner import trunk_width
-from ._metric_learner import MetricFewShotClassifier, MetricModule
+from ._metric_learner import TTA_CONSTRAINT, MetricFewShotClassifier, MetricModule
 
 __all__ = ["MatchingClassifier"]
 
@@ -54,7 +54,7 @@ class MatchingModule(MetricModule):
         return self.attend(gs, state["labels"], fq64, state["n_classes"]).to(fq.dtype)
 
 
-@parameter_constraints(**META_PARAMETER_CONSTRAINTS)
+@parameter_constraints(**META_PARAMETER_CONSTRAINTS, tta=TTA_CONSTRAINT)
 class MatchingClassifier(MetricFewShotClassifier):
     """Matching networks: classify a query by attention over the labelled support set.
 
@@ -100,6 +100,12 @@ class MatchingClassifier(MetricFewShotClassifier):
         Episodes per optimiser step.
     callbacks, train_split, device, random_state, verbose, net_params
         See :class:`~sktransfer.base.NeuralEstimatorMixin`.
+    tta : {None, "shift"}, default=None
+        Test-time augmentation for images: with ``"shift"`` every image's
+        embedding at adapt and predict time (not in meta-training) is the mean
+        of its embeddings over its 9 one-pixel shifts (-1, 0, +1 in each axis,
+        zero padded), 9 times the cost of an embedding; ``None`` embeds each
+        image once. Needs 4-D X.
 
     Attributes
     ----------
@@ -147,6 +153,7 @@ class MatchingClassifier(MetricFewShotClassifier):
         random_state=None,
         verbose=0,
         net_params=None,
+        tta=None,
     ):
         self.fce = fce
         self.fce_steps = fce_steps
@@ -166,6 +173,7 @@ class MatchingClassifier(MetricFewShotClassifier):
         self.random_state = random_state
         self.verbose = verbose
         self.net_params = net_params
+        self.tta = tta
 
     def _metric_module(self, trunk, sample_shape):
         if not self.fce:

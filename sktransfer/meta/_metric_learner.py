@@ -14,19 +14,60 @@ embeddings and their labels), the query rows become embeddings, and the
 learner's rule scores the queries against the support state
 (:meth:`~MetricModule.episode_logits` in meta-training,
 :meth:`~MetricModule.query_logits` at prediction).
+
+Test-time augmentation (the learners' ``tta`` parameter) is one strategy of
+that path: with ``tta="shift"`` an image's embedding at adapt and predict
+time is the mean of its embeddings over the 9 one-pixel shifts of the image
+(:func:`shift_averaged`); meta-training is unchanged.
 """
 
+import contextlib
 from abc import ABCMeta, abstractmethod
 
 import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ..base import NeuralEstimatorMixin
 from ._base import FewShotClassifierMixin, embed_in_chunks
 
-__all__ = ["MetricFewShotClassifier", "MetricModule", "class_means", "encode_support_query"]
+__all__ = ["TTA_CONSTRAINT", "TTA_OPTIONS", "MetricFewShotClassifier", "MetricModule",
+           "class_means", "encode_support_query", "shift_averaged"]
+
+#: The values of the metric learners' ``tta`` parameter besides ``None``.
+TTA_OPTIONS = ("shift",)
+#: The constraint of the ``tta`` parameter (scikit-learn's format).
+TTA_CONSTRAINT = [StrOptions(set(TTA_OPTIONS)), None]
+
+#: The 9 one-pixel shifts (rows, columns) that ``tta="shift"`` averages over.
+SHIFTS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+
+
+def shift_image(X, dy, dx):
+    """``X`` (n, C, H, W) moved by ``dy`` rows and ``dx`` columns, zero padded."""
+    H, W = X.shape[-2:]
+    padded = torch.nn.functional.pad(X, (1, 1, 1, 1))
+    return padded[..., 1 - dy:1 - dy + H, 1 - dx:1 - dx + W]
+
+
+def shift_averaged(embed, X):
+    """The mean of ``embed`` over the 9 one-pixel shifts of the images ``X``.
+
+    ``X`` has shape (n, C, H, W); every shift (-1, 0 or +1 pixel in each
+    axis) is zero padded. This is what ``tta="shift"`` computes for every row
+    to adapt to or to predict.
+    """
+    if X.dim() != 4:
+        raise ValueError(f"tta='shift' averages over shifts of images: it needs X of shape "
+                         f"(n, C, H, W), got X of shape {tuple(X.shape)}; use tta=None")
+    total = None
+    for dy, dx in SHIFTS:
+        emb = embed(shift_image(X, dy, dx))
+        total = emb if total is None else total + emb
+    return total / len(SHIFTS)
 
 
 def class_means(emb, labels, n_classes):
@@ -49,18 +90,24 @@ def encode_support_query(module, Xs=None, ys=None, Xq=None, n_classes=None, *,
       it); the support set without gradients.
 
     The support embeddings become ``module.support_state(fs, ys, n_classes)``;
-    an absent set is ``None``.
+    an absent set is ``None``. With ``module.tta == "shift"`` the rows to
+    adapt to and to predict are embedded by :func:`shift_averaged`.
     """
     if meta_training:
         emb = module.embed(torch.cat([Xs, Xq]))
         fs, fq = emb[:Xs.shape[0]], emb[Xs.shape[0]:]
         return module.support_state(fs, ys, n_classes), fq
     state = fq = None
+    if getattr(module, "tta", None) == "shift":
+        def embed_rows(X):
+            return shift_averaged(module.embed_rows, X)
+    else:
+        embed_rows = module.embed_rows
     if Xs is not None:
         with torch.no_grad():
-            state = module.support_state(module.embed_rows(Xs), ys, n_classes)
+            state = module.support_state(embed_rows(Xs), ys, n_classes)
     if Xq is not None:
-        fq = module.embed_rows(Xq)
+        fq = embed_rows(Xq)
     return state, fq
 
 
@@ -73,7 +120,12 @@ class MetricModule(nn.Module, metaclass=ABCMeta):
     (default: cross-entropy), :meth:`embed` and :meth:`embed_rows`. The
     meta-step, adaptation and prediction are written once, here, on
     :func:`encode_support_query`. A meta-batch is processed task by task.
+    ``tta`` is the test-time augmentation of the rows to adapt to and to
+    predict (``None`` or ``"shift"``, see :func:`encode_support_query`); the
+    estimator sets it for each adapt and predict call.
     """
+
+    tta = None
 
     def __init__(self, trunk):
         super().__init__()
@@ -136,5 +188,34 @@ class MetricFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Clas
     def _check_params(self):
         pass
 
+    def _check_tta(self, sample_shape):
+        tta = getattr(self, "tta", None)
+        if tta is not None and len(sample_shape) != 3:
+            raise ValueError(f"tta={tta!r} averages over shifts of images: it needs X of "
+                             f"shape (n_samples, C, H, W), got rows of shape "
+                             f"{tuple(sample_shape)}; use tta=None")
+
+    @contextlib.contextmanager
+    def _tta(self, module):
+        """The estimator's ``tta`` on ``module`` for one adapt or predict call."""
+        previous = vars(module).get("tta", MetricModule.tta)
+        module.tta = getattr(self, "tta", None)
+        try:
+            yield
+        finally:
+            module.tta = previous
+
     def _build_module(self, sample_shape, sizes, n_way, *, k_shot, n_query, device):
+        self._check_tta(sample_shape)
         return self._metric_module(self._make_trunk(sample_shape, sizes), sample_shape)
+
+    def _adapt_module(self, net, Xs, ys_enc, n_classes):
+        self._check_tta(Xs.shape[1:])
+        with self._tta(net.module_):
+            return super()._adapt_module(net, Xs, ys_enc, n_classes)
+
+    def _logits(self, X):
+        check_is_fitted(self, "net_")
+        self._check_tta(self.input_shape_)
+        with self._tta(self.net_.module_):
+            return super()._logits(X)

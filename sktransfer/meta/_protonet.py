@@ -4,7 +4,7 @@ import torch
 
 from ..base import parameter_constraints
 from ._base import META_PARAMETER_CONSTRAINTS
-from ._metric_learner import MetricFewShotClassifier, MetricModule, class_means
+from ._metric_learner import TTA_CONSTRAINT, MetricFewShotClassifier, MetricModule, class_means
 
 __all__ = ["PrototypicalClassifier"]
 
@@ -20,7 +20,7 @@ class ProtoModule(MetricModule):
         return -torch.cdist(fq, state["prototypes"]).pow(2)
 
 
-@parameter_constraints(**META_PARAMETER_CONSTRAINTS)
+@parameter_constraints(**META_PARAMETER_CONSTRAINTS, tta=TTA_CONSTRAINT)
 class PrototypicalClassifier(MetricFewShotClassifier):
     """Prototypical networks: classify by the distance to each class's mean embedding.
 
@@ -53,6 +53,12 @@ class PrototypicalClassifier(MetricFewShotClassifier):
         Episodes per optimiser step.
     callbacks, train_split, device, random_state, verbose, net_params
         See :class:`~sktransfer.base.NeuralEstimatorMixin`.
+    tta : {None, "shift"}, default=None
+        Test-time augmentation for images: with ``"shift"`` every image's
+        embedding at adapt and predict time (not in meta-training) is the mean
+        of its embeddings over its 9 one-pixel shifts (-1, 0, +1 in each axis,
+        zero padded), 9 times the cost of an embedding; ``None`` embeds each
+        image once. Needs 4-D X.
 
     Attributes
     ----------
@@ -96,6 +102,7 @@ class PrototypicalClassifier(MetricFewShotClassifier):
         random_state=None,
         verbose=0,
         net_params=None,
+        tta=None,
     ):
         self.n_way = n_way
         self.k_shot = k_shot
@@ -113,6 +120,7 @@ class PrototypicalClassifier(MetricFewShotClassifier):
         self.random_state = random_state
         self.verbose = verbose
         self.net_params = net_params
+        self.tta = tta
 
     def _metric_module(self, trunk, sample_shape):
         return ProtoModule(trunk)

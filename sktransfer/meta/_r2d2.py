@@ -11,7 +11,7 @@ from torch import nn
 
 from ..base import parameter_constraints
 from ._base import META_PARAMETER_CONSTRAINTS
-from ._metric_learner import MetricFewShotClassifier, MetricModule
+from ._metric_learner import TTA_CONSTRAINT, MetricFewShotClassifier, MetricModule
 
 __all__ = ["R2D2Classifier", "ridge_weights"]
 
@@ -52,7 +52,7 @@ class R2D2Module(MetricModule):
         return self.log_scale.exp() * (fq.to(W.dtype) @ W) + self.bias
 
 
-@parameter_constraints(**META_PARAMETER_CONSTRAINTS,
+@parameter_constraints(**META_PARAMETER_CONSTRAINTS, tta=TTA_CONSTRAINT,
                        ridge_lambda=[Interval(Real, 0, np.inf, closed="neither")],
                        scale=[Interval(Real, 0, np.inf, closed="neither")])
 class R2D2Classifier(MetricFewShotClassifier):
@@ -99,6 +99,12 @@ class R2D2Classifier(MetricFewShotClassifier):
         Episodes per optimiser step.
     callbacks, train_split, device, random_state, verbose, net_params
         See :class:`~sktransfer.base.NeuralEstimatorMixin`.
+    tta : {None, "shift"}, default=None
+        Test-time augmentation for images: with ``"shift"`` every image's
+        embedding at adapt and predict time (not in meta-training) is the mean
+        of its embeddings over its 9 one-pixel shifts (-1, 0, +1 in each axis,
+        zero padded), 9 times the cost of an embedding; ``None`` embeds each
+        image once. Needs 4-D X.
 
     Attributes
     ----------
@@ -151,6 +157,7 @@ class R2D2Classifier(MetricFewShotClassifier):
         random_state=None,
         verbose=0,
         net_params=None,
+        tta=None,
     ):
         self.ridge_lambda = ridge_lambda
         self.scale = scale
@@ -170,6 +177,7 @@ class R2D2Classifier(MetricFewShotClassifier):
         self.random_state = random_state
         self.verbose = verbose
         self.net_params = net_params
+        self.tta = tta
 
     def _metric_module(self, trunk, sample_shape):
         return R2D2Module(trunk, float(self.ridge_lambda), float(self.scale))
