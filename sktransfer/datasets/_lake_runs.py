@@ -12,7 +12,6 @@ runs come back in the layout of :func:`make_one_shot_runs`, so that
 
 import os
 import re
-import zipfile
 
 import numpy as np
 from sklearn.utils import Bunch
@@ -20,12 +19,12 @@ from sklearn.utils import Bunch
 from ._fetch import RemoteFile, bad_file_hint, fetch_file, find_local_dir, get_data_home
 from ._omniglot import (
     _URL,
-    _ZIP_ERRORS,
     _check_image_size,
     _decode_ink,
     _is_junk,
     _natural_key,
     _to_float,
+    _ZipMembers,
 )
 
 __all__ = ["load_one_shot_runs"]
@@ -45,31 +44,12 @@ _REMOTE = RemoteFile(
 _LABELS_MEMBER = re.compile(r"(?:(?P<prefix>.+)/)?(?P<run>run\d+)/" + re.escape(_LABELS))
 
 
-class _ZipRuns:
+class _ZipRuns(_ZipMembers):
     """Members of a runs zip, read by their ``/``-separated names."""
 
     def __init__(self, path):
-        self.path = path
-        try:
-            self._zip = zipfile.ZipFile(path)
-            self.names = [n for n in self._zip.namelist() if not n.endswith("/")]
-        except _ZIP_ERRORS as exc:
-            raise ValueError(
-                f"{path!r} is not a readable zip file, probably truncated or corrupt "
-                f"({type(exc).__name__}: {exc}). " + bad_file_hint(path)
-            ) from exc
-
-    def read(self, name):
-        try:
-            return self._zip.read(name)
-        except _ZIP_ERRORS as exc:
-            raise ValueError(
-                f"{self.path!r} is corrupt: its member {name!r} cannot be read "
-                f"({type(exc).__name__}: {exc}). " + bad_file_hint(self.path)
-            ) from exc
-
-    def close(self):
-        self._zip.close()
+        super().__init__(path)
+        self.names = [n for n in self._zip.namelist() if not n.endswith("/")]
 
 
 class _FolderRuns:

@@ -133,8 +133,10 @@ _ZIP_ERRORS = (
 )
 
 
-class _ZipImages:
-    def __init__(self, path, set_name):
+class _ZipMembers:
+    """The members of a zip file, read by name; a damaged file is a ValueError."""
+
+    def __init__(self, path):
         self.path = path
         try:
             self._zip = zipfile.ZipFile(path)
@@ -143,11 +145,6 @@ class _ZipImages:
                 f"{path!r} is not a readable zip file, probably truncated or corrupt "
                 f"({type(exc).__name__}: {exc}). " + bad_file_hint(path)
             ) from exc
-        try:
-            self.records = _parse_layout(self._zip.namelist(), set_name, path)
-        except ValueError:
-            self._zip.close()
-            raise
 
     def read(self, name):
         try:
@@ -160,6 +157,16 @@ class _ZipImages:
 
     def close(self):
         self._zip.close()
+
+
+class _ZipImages(_ZipMembers):
+    def __init__(self, path, set_name):
+        super().__init__(path)
+        try:
+            self.records = _parse_layout(self._zip.namelist(), set_name, path)
+        except ValueError:
+            self._zip.close()
+            raise
 
 
 class _FolderImages:
