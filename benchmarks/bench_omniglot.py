@@ -33,6 +33,19 @@ are scored on the same episodes by a transductive loop.
 
 Run ``SKTRANSFER_DATA=... python benchmarks/bench_omniglot.py`` (``--quick``
 for a third of the budget).
+
+``--minutes M`` is the fixed-budget protocol instead: every method trains
+for ``M`` minutes of one CPU thread (:class:`~sktransfer.callbacks.TimeBudget`;
+``max_epochs`` is only a cap) on the 20 training alphabets with each image
+rotated by 90, 180 and 270 degrees as new classes
+(:func:`~sktransfer.datasets.augment_rotations`), episodic methods drawing
+each episode within one alphabet (``groups=``), with a StepLR schedule
+(halve the rate every 2,000 episodes, or every 10 epochs for the batch
+learners). Each is scored on Lake-style 20-way one-shot runs built from the
+10 held-out alphabets (:func:`~sktransfer.datasets.make_one_shot_runs`,
+``--runs`` of them, mean error and its 95% interval across runs), and on
+``--episodes`` (default 600) episodes per setting, next to the published
+numbers. ``--tta`` adds a row with ``tta="shift"`` for the metric learners.
 """
 
 import argparse
@@ -41,8 +54,10 @@ import time
 
 import numpy as np
 import torch
+from skorch.callbacks import LRScheduler
 
-from sktransfer.datasets import load_omniglot
+from sktransfer.callbacks import TimeBudget
+from sktransfer.datasets import augment_rotations, load_omniglot, make_one_shot_runs
 from sktransfer.meta import (
     BaselineFewShotClassifier,
     EpisodeSampler,
@@ -54,7 +69,7 @@ from sktransfer.meta import (
     SimpleShotClassifier,
     SURClassifier,
 )
-from sktransfer.metrics import few_shot_score
+from sktransfer.metrics import few_shot_score, score_one_shot_runs
 
 SETTINGS = [(5, 1), (5, 5), (20, 1), (20, 5)]
 
@@ -122,6 +137,109 @@ def methods(scale, maml_iterations=100, maml_batch=4):
     }
 
 
+#: Published accuracies (5w1s, 5w5s, 20w1s, 20w5s) on Omniglot's evaluation
+#: alphabets with rotations, and error rates on Lake et al.'s 20 one-shot runs.
+PUBLISHED = {
+    "ProtoNet (Snell et al., 2017)": (98.8, 99.7, 96.0, 98.9),
+    "MAML (Finn et al., 2017)": (98.7, 99.9, 95.8, 98.9),
+    "MatchingNet (Vinyals et al., 2016)": (98.1, 98.9, 93.8, 98.5),
+    "RelationNet (Sung et al., 2018)": (99.6, 99.8, 97.6, 99.1),
+}
+PUBLISHED_RUNS = {"humans": 4.5, "Bayesian program learning": 3.3, "Siamese nets": 8.0,
+                  "ConvNet": 13.5}
+
+
+def budget_methods(minutes):
+    """Each method's recipe under a wall-clock budget of ``minutes``."""
+    def callbacks(step_size):
+        return [LRScheduler(policy=torch.optim.lr_scheduler.StepLR, step_size=step_size,
+                            gamma=0.5),
+                TimeBudget(minutes=minutes)]
+
+    episodic = dict(episodes_per_epoch=100, max_epochs=100_000, random_state=0)
+    batch = dict(batch_size=64, max_epochs=100_000, random_state=0)
+    return {
+        "ProtoNet": PrototypicalClassifier(n_way=20, k_shot=1, n_query=5,
+                                           callbacks=callbacks(20), **episodic),
+        "MatchingNet": MatchingClassifier(n_way=20, k_shot=1, n_query=5,
+                                          callbacks=callbacks(20), **episodic),
+        "R2D2": R2D2Classifier(n_way=20, k_shot=1, n_query=5, callbacks=callbacks(20),
+                               **episodic),
+        "RelationNet": RelationClassifier(n_way=5, k_shot=1, n_query=5,
+                                          callbacks=callbacks(20), **episodic),
+        "MAML": MAMLClassifier(n_way=5, k_shot=1, n_query=5, inner_lr=0.4, inner_steps=1,
+                               inner_steps_test=3, batch_size=4,
+                               callbacks=callbacks(20), **episodic),
+        "Baseline++": BaselineFewShotClassifier(head="cosine", callbacks=callbacks(10),
+                                                **batch),
+        "SimpleShot": SimpleShotClassifier(callbacks=callbacks(10), **batch),
+    }
+
+
+def run_budget(args):
+    """The fixed-budget protocol (``--minutes``)."""
+    data = load_omniglot("background")
+    alphabets = np.unique(data.groups)
+    train = np.isin(data.groups, alphabets[:20])
+    X_tr, y_tr, g_tr = augment_rotations(data.data[train], data.target[train],
+                                         data.groups[train])
+    X_te, y_te = data.data[~train], data.target[~train]
+    runs = make_one_shot_runs(X_te, y_te, data.groups[~train], drawers=data.drawers[~train],
+                              n_runs=args.runs, n_way=20, random_state=0)
+    print(f"Omniglot background, 28x28, budget {args.minutes:g} min of one CPU thread per "
+          f"method: train {len(y_tr)} images / {len(np.unique(y_tr))} classes (20 alphabets "
+          f"x 4 rotations); test {len(y_te)} images / {len(np.unique(y_te))} characters "
+          f"(10 held-out alphabets): {len(runs)} Lake-style 20-way one-shot runs, "
+          f"{args.episodes} episodes per setting, 5 queries per class")
+    header = (f"{'method':<22}{'trained':<26}{'train s':>8}{'runs error %':>16}"
+              + "".join(f"{f'{n}w{k}s':>14}" for n, k in SETTINGS) + f"{'eval s':>8}")
+    print(header)
+    print("-" * len(header))
+    chosen = budget_methods(args.minutes)
+    if args.methods:
+        chosen = {k: v for k, v in chosen.items() if k in args.methods.split(",")}
+    for name, est in chosen.items():
+        start = time.perf_counter()
+        if "groups" in est.fit.__code__.co_varnames and name not in ("Baseline++",
+                                                                     "SimpleShot"):
+            est.fit(X_tr, y_tr, groups=g_tr)
+        else:
+            est.fit(X_tr, y_tr)
+        train_s = time.perf_counter() - start
+        budget = next(cb for cb in est.callbacks if isinstance(cb, TimeBudget))
+        unit = "batches" if name in ("Baseline++", "SimpleShot") else (
+            "meta-batches of 4" if name == "MAML" else "episodes")
+        trained = f"{budget.n_batches_} {unit}"
+        variants = [(name, None)]
+        if args.tta and hasattr(est, "tta"):
+            variants.append((f"{name} tta=shift", "shift"))
+        for label, tta in variants:
+            if hasattr(est, "tta"):
+                est.set_params(tta=tta)
+            start = time.perf_counter()
+            if name == "MAML" and est.n_way_ != 20:  # a fixed-way model: no 20-way runs
+                cells = [f"{'-':>16}"]
+            else:
+                result = score_one_shot_runs(est, runs)
+                ci = 1.96 * result["errors"].std(ddof=1) / np.sqrt(len(runs))
+                cells = [f"{100 * result['mean_error']:>10.2f}+-{100 * ci:<4.1f}"]
+            for n_way, k_shot in SETTINGS:
+                if name == "MAML" and n_way != est.n_way_:
+                    cells.append(f"{'-':>14}")
+                    continue
+                mean, ci = few_shot_score(est, X_te, y_te, n_way=n_way, k_shot=k_shot,
+                                          n_query=5, n_episodes=args.episodes, random_state=0)
+                cells.append(f"{100 * mean:>8.1f}+-{100 * ci:<4.1f}")
+            eval_s = time.perf_counter() - start
+            print(f"{label:<22}{trained:<26}{train_s:>8.0f}" + "".join(cells)
+                  + f"{eval_s:>8.0f}", flush=True)
+    print("\npublished (Omniglot evaluation alphabets, with rotations; accuracy %):")
+    for label, accs in PUBLISHED.items():
+        print(f"  {label:<36}" + "".join(f"{a:>8.1f}" for a in accs))
+    print("published error % on Lake et al.'s 20 one-shot runs: "
+          + ", ".join(f"{k} {v}" for k, v in PUBLISHED_RUNS.items()))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -133,9 +251,19 @@ def main():
                         help="MAML/FOMAML meta-iterations (default 100)")
     parser.add_argument("--maml-batch", type=int, default=4,
                         help="tasks per MAML meta-iteration (default 4)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="the fixed-budget protocol: minutes of training per method")
+    parser.add_argument("--runs", type=int, default=100,
+                        help="Lake-style one-shot runs to score (--minutes only)")
+    parser.add_argument("--tta", action="store_true",
+                        help="also score the metric learners with tta='shift' (--minutes only)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     os.environ.setdefault("SKTRANSFER_NUM_THREADS", "1")
+    if args.minutes is not None:
+        if args.episodes is None:
+            args.episodes = 600
+        return run_budget(args)
     scale = 1 / 3 if args.quick else 1.0
     n_episodes = args.episodes or (30 if args.quick else 100)
 

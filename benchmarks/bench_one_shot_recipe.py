@@ -1,18 +1,21 @@
 """The few-shot recipe for images on a CPU budget, on Lake-style one-shot runs.
 
 PrototypicalClassifier is meta-trained with the recipe of the user guide
-("A recipe for images on a CPU budget"): 20-way 5-shot episodes drawn
-within one alphabet (``groups=``), Omniglot "background" with each image
-rotated by 90, 180 and 270 degrees as new classes
-(:func:`~sktransfer.datasets.augment_rotations`), a StepLR learning-rate
-schedule (skorch's ``LRScheduler``) and a wall-clock budget
-(:class:`~sktransfer.callbacks.TimeBudget`). Five of the 30 background
-alphabets are held out; 20-way one-shot runs in Lake et al.'s layout
+("A recipe for images on a CPU budget"): 20-way 1-shot episodes (5 queries
+per class) drawn within one alphabet (``groups=``), on 20 of the 30 Omniglot
+"background" alphabets with each image rotated by 90, 180 and 270 degrees as
+new classes (:func:`~sktransfer.datasets.augment_rotations`), a StepLR
+learning-rate schedule (skorch's ``LRScheduler``) and a wall-clock budget
+(:class:`~sktransfer.callbacks.TimeBudget`). The other 10 alphabets are held
+out; 20-way one-shot runs in Lake et al.'s layout
 (:func:`~sktransfer.datasets.make_one_shot_runs`, one drawing of each
 character as the support set and another drawer's as the test image) are
 built from them and scored by :func:`~sktransfer.metrics.score_one_shot_runs`,
 with and without test-time shift averaging (``tta="shift"``) of the one
 trained model.
+
+``--n-way``, ``--k-shot``, ``--n-query``, ``--lr``, ``--step-size`` and ``--no-groups`` change
+the training episodes, to compare recipes at the same budget.
 
 Run ``SKTRANSFER_DATA=... python benchmarks/bench_one_shot_recipe.py``
 (``--minutes`` sets the training budget, default 5; ``--quick`` is 1 minute).
@@ -35,32 +38,42 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--quick", action="store_true", help="a 1-minute budget")
-    parser.add_argument("--runs", type=int, default=40, help="one-shot runs to score")
-    parser.add_argument("--held-out", type=int, default=5, help="alphabets held out")
+    parser.add_argument("--runs", type=int, default=60, help="one-shot runs to score")
+    parser.add_argument("--n-way", type=int, default=20, help="ways per training episode")
+    parser.add_argument("--k-shot", type=int, default=1, help="shots per training episode")
+    parser.add_argument("--n-query", type=int, default=5, help="queries per class")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
+    parser.add_argument("--step-size", type=int, default=10,
+                        help="halve the rate every this many epochs of 100 episodes; 0: never")
+    parser.add_argument("--no-groups", action="store_true",
+                        help="draw the episodes across alphabets")
     args = parser.parse_args()
     minutes = 1.0 if args.quick else args.minutes
 
     data = load_omniglot("background")
-    rng = np.random.RandomState(0)
     alphabets = np.unique(data.groups)
-    held_out = rng.choice(alphabets, args.held_out, replace=False)
-    test = np.isin(data.groups, held_out)
+    test = ~np.isin(data.groups, alphabets[:20])
     X_train, y_train, g_train = augment_rotations(data.data[~test], data.target[~test],
                                                   data.groups[~test])
     runs = make_one_shot_runs(data.data[test], data.target[test], data.groups[test],
                               drawers=data.drawers[test], n_runs=args.runs, n_way=20,
                               random_state=0)
-    print(f"training: {len(np.unique(y_train))} classes ({len(alphabets) - len(held_out)} "
+    print(f"training: {len(np.unique(y_train))} classes (20 "
           f"alphabets x 4 rotations), {len(y_train)} images; {len(runs)} 20-way one-shot "
-          f"runs from {len(held_out)} held-out alphabets; torch threads: "
+          f"runs from {len(alphabets) - 20} held-out alphabets; torch threads: "
           f"{torch.get_num_threads()}")
 
     budget = TimeBudget(minutes=minutes)
-    schedule = LRScheduler(policy=torch.optim.lr_scheduler.StepLR, step_size=10, gamma=0.5)
-    proto = PrototypicalClassifier(n_way=20, k_shot=5, n_query=5, episodes_per_epoch=100,
-                                   max_epochs=10_000, callbacks=[schedule, budget],
-                                   random_state=0)
-    proto.fit(X_train, y_train, groups=g_train)
+    callbacks = [budget]
+    if args.step_size:
+        callbacks.append(LRScheduler(policy=torch.optim.lr_scheduler.StepLR,
+                                     step_size=args.step_size, gamma=0.5))
+    proto = PrototypicalClassifier(n_way=args.n_way, k_shot=args.k_shot, n_query=args.n_query,
+                                   lr=args.lr, episodes_per_epoch=100, max_epochs=10_000,
+                                   callbacks=callbacks, random_state=0)
+    proto.fit(X_train, y_train, groups=None if args.no_groups else g_train)
+    print(f"episodes {args.n_way}-way {args.k_shot}-shot, {args.n_query} queries per class, "
+          f"lr {args.lr:g}, within one alphabet: {not args.no_groups}")
     history = proto.net_.history
     print(f"trained {budget.elapsed_:.0f} s: {budget.n_batches_} episodes, "
           f"{len(history)} epochs (stopped by the budget: {budget.stopped_}), "
