@@ -23,6 +23,7 @@ from ._omniglot import (
     _decode_ink,
     _is_junk,
     _natural_key,
+    _read_member,
     _to_float,
     _ZipMembers,
 )
@@ -65,15 +66,8 @@ class _FolderRuns:
             self.names.extend(prefix + f for f in sorted(files))
 
     def read(self, name):
-        path = os.path.join(self.path, *name.split("/"))
-        try:
-            with open(path, "rb") as f:
-                return f.read()
-        except OSError as exc:
-            raise ValueError(
-                f"Cannot read {path!r} in the one-shot runs folder {self.path!r} "
-                f"({type(exc).__name__}: {exc}). " + bad_file_hint(self.path)
-            ) from exc
+        return _read_member(self.path, name, f"the one-shot runs folder {self.path!r}",
+                            self.path)
 
     def close(self):
         pass

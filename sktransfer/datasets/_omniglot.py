@@ -169,6 +169,21 @@ class _ZipImages(_ZipMembers):
             raise
 
 
+def _read_member(root, name, where, hint_path):
+    """The bytes of ``name`` (a ``/``-separated path) under the folder ``root``; a
+    ``ValueError`` naming the file and ``where`` (the folder, for the message) if
+    it cannot be read."""
+    path = os.path.join(root, *name.split("/"))
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise ValueError(
+            f"Cannot read {path!r} in {where} "
+            f"({type(exc).__name__}: {exc}). " + bad_file_hint(hint_path)
+        ) from exc
+
+
 class _FolderImages:
     def __init__(self, path, set_name):
         self.path = path
@@ -180,15 +195,7 @@ class _FolderImages:
         self.records = _parse_layout(names, set_name, path)
 
     def read(self, name):
-        path = os.path.join(self.root, *name.split("/"))
-        try:
-            with open(path, "rb") as f:
-                return f.read()
-        except OSError as exc:
-            raise ValueError(
-                f"Cannot read {path!r} in the Omniglot folder {self.path!r} "
-                f"({type(exc).__name__}: {exc}). " + bad_file_hint(self.path)
-            ) from exc
+        return _read_member(self.root, name, f"the Omniglot folder {self.path!r}", self.path)
 
     def close(self):
         pass

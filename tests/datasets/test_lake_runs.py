@@ -3,7 +3,6 @@
 import hashlib
 import io
 import os
-import urllib.error
 import zipfile
 
 import numpy as np
@@ -20,6 +19,7 @@ from sktransfer.datasets import (
     make_one_shot_runs,
 )
 from sktransfer.metrics import score_one_shot_runs
+from tests.datasets._offline import _isolated  # noqa: F401 (autouse fixture)
 
 OFFICIAL_URL = ("https://github.com/brendenlake/omniglot/raw/master/python/"
                 "one-shot-classification/all_runs.zip")
@@ -31,15 +31,6 @@ LABELS = {"run01": {1: 3, 2: 1, 3: 2}, "run02": {1: 2, 2: 3, 3: 1}}
 CONFUSED = ("run02", 3, 2)
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    """Keep the user cache in tmp_path and make any download attempt fail fast."""
-    monkeypatch.setenv("SKTRANSFER_CACHE", str(tmp_path / "user_cache"))
-
-    def no_network(url, path, timeout=None):
-        raise urllib.error.URLError("network disabled in tests")
-
-    monkeypatch.setattr(_fetch, "_download_url", no_network)
 
 
 def _glyph(seed, size=105):

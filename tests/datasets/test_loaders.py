@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from sktransfer.datasets import _fetch, _omniglot, get_data_home, load_mnist, load_omniglot
+from tests.datasets._offline import _isolated  # noqa: F401 (autouse fixture)
 
 torch.set_num_threads(1)
 
@@ -48,15 +49,6 @@ def real_file(*parts):
     return path
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    """Keep the user cache in tmp_path and make any download attempt fail fast."""
-    monkeypatch.setenv("SKTRANSFER_CACHE", str(tmp_path / "user_cache"))
-
-    def no_network(url, path, timeout=None):
-        raise urllib.error.URLError("network disabled in tests")
-
-    monkeypatch.setattr(_fetch, "_download_url", no_network)
 
 
 @pytest.fixture(scope="module")
