@@ -614,6 +614,35 @@ class LeanNotifyMixin:
         return state
 
 
+#: Optimizers whose ``fused=True`` implementation is used when the user sets none.
+_FUSED_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)
+#: What the user may have chosen instead (``net_params`` keys that switch fused off).
+_OPTIMIZER_IMPLEMENTATION_KEYS = ("optimizer__fused", "optimizer__foreach",
+                                  "optimizer__differentiable", "optimizer__capturable")
+
+
+def _fused_optimizer_kwargs(optimizer, device, net_params):
+    """``{"optimizer__fused": True}`` where PyTorch's fused Adam / AdamW applies.
+
+    The fused kernel updates all parameters in one call instead of one small
+    operation per tensor and step (on one CPU thread, a Conv4's Adam step
+    takes about a fifth of the time of the default implementation). It is
+    used for ``torch.optim.Adam`` and ``AdamW`` (exactly these classes) on
+    CPU and CUDA, unless ``net_params`` chooses the implementation itself
+    (``optimizer__fused``, ``optimizer__foreach``, ...). The update is the
+    same Adam step; only the order of floating-point operations differs.
+    """
+    if optimizer not in _FUSED_OPTIMIZERS or device is None:
+        return {}
+    if any(key in (net_params or {}) for key in _OPTIMIZER_IMPLEMENTATION_KEYS):
+        return {}
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        return {}
+    return {"optimizer__fused": True} if kind in ("cpu", "cuda") else {}
+
+
 def _quiet(*args, **kwargs):
     """A print sink that prints nothing (module-level, so that nets pickle)."""
 
@@ -1127,6 +1156,10 @@ class NeuralEstimatorMixin(metaclass=ABCMeta):
             if not self.verbose:  # skorch prints through the accelerator whatever verbose
                 kwargs["callbacks__print_log__sink"] = _quiet
             del kwargs["iterator_train"], kwargs["iterator_valid"]
+        # with an accelerator, the device it places the model on decides
+        placed = (kwargs["device"] if kwargs["device"] is not None
+                  else getattr(getattr(self, "accelerator", None), "device", None))
+        kwargs.update(_fused_optimizer_kwargs(self.optimizer, placed, self.net_params))
         kwargs.update(self.net_params or {})
         return kwargs
 

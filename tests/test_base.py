@@ -271,3 +271,41 @@ def test_lean_train_step_keeps_closures_and_gradient_callbacks():
                                 max_epochs=3, batch_size=-1, random_state=0).fit(X, y)
     losses = lbfgs.net_.history[:, "train_loss"]
     assert losses[-1] < losses[0]
+
+
+def _optimizer(est):
+    return est.net_.optimizer_
+
+
+def test_adam_uses_the_fused_kernel_unless_the_user_chose_one():
+    from sktransfer import MultiTaskClassifier
+
+    X = np.random.RandomState(0).rand(40, 4).astype(np.float32)
+    y = np.tile([0, 1], 20)
+    tasks = np.repeat([0, 1], 20)
+    fit = dict(max_epochs=1, random_state=0)
+    est = MultiTaskClassifier(**fit).fit(X, y, task_ids=tasks)
+    assert _optimizer(est).defaults["fused"] is True
+    adamw = MultiTaskClassifier(optimizer=torch.optim.AdamW, **fit).fit(X, y, task_ids=tasks)
+    assert _optimizer(adamw).defaults["fused"] is True
+    # the user's choice of implementation wins, and is not an error
+    foreach = MultiTaskClassifier(net_params={"optimizer__foreach": True}, **fit)
+    foreach.fit(X, y, task_ids=tasks)
+    assert _optimizer(foreach).defaults["foreach"] is True
+    assert not _optimizer(foreach).defaults["fused"]
+    # every family builds its net through the same keyword arguments
+    from sktransfer.continual import ContinualClassifier
+    from sktransfer.meta import PrototypicalClassifier
+
+    proto = PrototypicalClassifier(max_epochs=1, episodes_per_epoch=2, random_state=0)
+    assert _optimizer(proto.fit(X, y)).defaults["fused"] is True
+    continual = ContinualClassifier(**fit).fit(X, y, task_ids=tasks)
+    assert _optimizer(continual).defaults["fused"] is True
+    # other optimizers are left as they are
+    sgd = MultiTaskClassifier(optimizer=torch.optim.SGD, **fit).fit(X, y, task_ids=tasks)
+    assert not sgd.net_.optimizer_.defaults.get("fused")
+    # the fused step is Adam's step: the same weights up to rounding
+    plain = MultiTaskClassifier(net_params={"optimizer__fused": False}, **fit)
+    plain.fit(X, y, task_ids=tasks)
+    for a, b in zip(est.net_.module_.parameters(), plain.net_.module_.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
