@@ -38,6 +38,9 @@ PREDICT_SUPPORT_PER_CLASS = 20
 PREDICT_SUPPORT_TOTAL = 1000
 #: Rows per forward pass when predicting.
 PREDICT_CHUNK = INFERENCE_CHUNK
+#: Classes an epoch draws under ``episodes_per_epoch=None``: 100 five-way or
+#: 25 twenty-way episodes.
+EPOCH_CLASSES = 500
 
 
 _POSITIVE_INT = Interval(Integral, 1, None, closed="left")
@@ -71,6 +74,9 @@ META_PARAMETER_CONSTRAINTS = {
     "adapt_steps": [_NON_NEGATIVE_INT],
     "adapt_lr": [_FINITE_POSITIVE],
 }
+#: ``episodes_per_epoch`` of the learners whose default is ``None``
+#: (``EPOCH_CLASSES // n_way`` episodes).
+EPISODES_PER_EPOCH_OR_NONE = [_POSITIVE_INT, None]
 
 
 def embed_in_chunks(embed, X, chunk=PREDICT_CHUNK):
@@ -213,6 +219,8 @@ class FewShotClassifierMixin:
     __metadata_request__fit = {"groups": True}
 
     _fixed_way = False  # True: adapt needs exactly n_way_ classes
+    #: The most classes an episode has under ``n_way=None``.
+    _default_way = 5
 
     # ---------------------------------------------------------------- params
     def _check_params(self):
@@ -234,28 +242,50 @@ class FewShotClassifierMixin:
         check_classification_targets(y)
         return y
 
-    def _resolve_episodes(self, y_enc, n_way, k_shot, n_query):
-        """n_way / n_query when left to None: up to 5 each, what the data allow."""
-        counts = np.sort(np.bincount(y_enc))[::-1]
+    def _resolve_episodes(self, y_enc, n_way, k_shot, n_query, groups=None):
+        """n_way / n_query when left to None: what the data allow, up to
+        ``_default_way`` classes (within one group when ``groups`` is given)
+        and up to 5 queries."""
+        counts = np.bincount(y_enc)
         n_classes = len(counts)
         if n_classes < 2:
             raise ValueError(
                 f"{type(self).__name__} needs at least 2 classes; y has {n_classes} class"
             )
-        usable = int(np.sum(counts > k_shot))
         if n_way is None:
-            if usable < 2:
-                raise ValueError(
-                    f"at least 2 classes with more than k_shot={k_shot} examples are needed "
-                    f"(k_shot support plus at least one query example); y has {usable}"
-                )
-            n_way = min(5, usable)
+            n_way = self._default_n_way(counts, k_shot, y_enc, groups)
         elif n_way > n_classes:
             raise ValueError(f"n_way={n_way} is larger than the number of classes in y "
                              f"({n_classes})")
         if n_query is None:
-            n_query = int(max(1, min(5, counts[min(n_way, n_classes) - 1] - k_shot)))
+            ranked = np.sort(counts)[::-1]
+            n_query = int(max(1, min(5, ranked[min(n_way, n_classes) - 1] - k_shot)))
         return n_way, n_query
+
+    def _default_n_way(self, counts, k_shot, y_enc, groups):
+        """``n_way=None``: up to ``_default_way`` of the classes with more than
+        ``k_shot`` examples, all in one group when ``groups`` is given."""
+        usable = counts > k_shot
+        n_usable = int(usable.sum())
+        if n_usable < 2:
+            raise ValueError(
+                f"at least 2 classes with more than k_shot={k_shot} examples are needed "
+                f"(k_shot support plus at least one query example); y has {n_usable}"
+            )
+        if groups is not None:
+            class_group = np.empty(len(counts), dtype=object)
+            class_group[y_enc] = groups
+            per_group = [int(np.sum(usable & (class_group == g)))
+                         for g in np.unique(class_group[usable])]
+            n_usable = max(2, max(per_group))
+        return min(self._default_way, n_usable)
+
+    def _episodes_per_epoch(self, n_way):
+        """``episodes_per_epoch``; ``None`` is ``EPOCH_CLASSES // n_way`` episodes, so
+        that an epoch draws about the same number of classes whatever the way."""
+        if self.episodes_per_epoch is None:
+            return max(1, EPOCH_CLASSES // n_way)
+        return int(self.episodes_per_epoch)
 
     def _predict_support(self, y_enc, n_classes, rng):
         """Rows that ``predict`` adapts to after ``fit``.
@@ -315,9 +345,10 @@ class FewShotClassifierMixin:
             groups = column_or_1d(groups)
             check_consistent_length(X, groups)
         classes, y_enc = np.unique(y, return_inverse=True)
-        n_way, n_query = self._resolve_episodes(y_enc, n_way, k_shot, n_query)
+        n_way, n_query = self._resolve_episodes(y_enc, n_way, k_shot, n_query, groups)
         return {"X": X, "y_enc": y_enc, "classes": classes, "groups": groups,
-                "n_way": n_way, "k_shot": k_shot, "n_query": n_query}
+                "n_way": n_way, "k_shot": k_shot, "n_query": n_query,
+                "episodes_per_epoch": self._episodes_per_epoch(n_way)}
 
     def _build(self, ctx, data):
         module = self._build_module(data["X"].shape[1:], ctx.hidden_layer_sizes, data["n_way"],
@@ -337,7 +368,7 @@ class FewShotClassifierMixin:
         rng = np.random.RandomState(ctx.seed)
         sampler = EpisodeSampler(y_enc, data["n_way"], data["k_shot"], data["n_query"],
                                  groups=data["groups"], random_state=rng)
-        fit_episodes(net, TaskSource(X, y_enc, sampler, ctx.device), self.episodes_per_epoch)
+        fit_episodes(net, TaskSource(X, y_enc, sampler, ctx.device), data["episodes_per_epoch"])
         rows = self._predict_support(y_enc, n_classes, rng)
         return self._adapt_module(net, X[rows], y_enc[rows], n_classes)
 

@@ -188,9 +188,9 @@ class BlackBoxMetaClassifier(MetricFewShotClassifier):
                               max(n_way, self._n_classes_fit), int(self.d_model),
                               int(self.n_heads), int(self.n_layers))
 
-    def _resolve_episodes(self, y_enc, n_way, k_shot, n_query):
+    def _resolve_episodes(self, y_enc, n_way, k_shot, n_query, groups=None):
         self._n_classes_fit = int(y_enc.max()) + 1
-        return super()._resolve_episodes(y_enc, n_way, k_shot, n_query)
+        return super()._resolve_episodes(y_enc, n_way, k_shot, n_query, groups)
 
     def _after_fit(self, net):
         self.n_slots_ = net.module_.n_slots

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..base import parameter_constraints
-from ._base import META_PARAMETER_CONSTRAINTS
+from ._base import EPISODES_PER_EPOCH_OR_NONE, META_PARAMETER_CONSTRAINTS
 from ._fce import FullContextEmbedding
 from ._learner import trunk_width
 from ._metric_learner import TTA_CONSTRAINT, MetricFewShotClassifier, MetricModule
@@ -54,7 +54,9 @@ class MatchingModule(MetricModule):
         return self.attend(gs, state["labels"], fq64, state["n_classes"]).to(fq.dtype)
 
 
-@parameter_constraints(**META_PARAMETER_CONSTRAINTS, tta=TTA_CONSTRAINT)
+@parameter_constraints(**{**META_PARAMETER_CONSTRAINTS,
+                          "episodes_per_epoch": EPISODES_PER_EPOCH_OR_NONE},
+                       tta=TTA_CONSTRAINT)
 class MatchingClassifier(MetricFewShotClassifier):
     """Matching networks: classify a query by attention over the labelled support set.
 
@@ -87,14 +89,26 @@ class MatchingClassifier(MetricFewShotClassifier):
         number whatever the size of the support set; the cost of the query
         embedding grows linearly with it.
     n_way : int or None, default=None
+        Classes per training episode; ``None`` uses ``min(20, n)`` where ``n``
+        counts the classes with more than ``k_shot`` examples (in the largest
+        group when ``groups`` is given).
     k_shot : int, default=1
     n_query : int or None, default=None
-    episodes_per_epoch : int, default=100
+        Query examples per class; ``None`` uses up to 5.
+    episodes_per_epoch : int or None, default=None
+        Episodes per skorch epoch; ``None`` uses ``500 // n_way`` (25 twenty-way
+        or 100 five-way episodes), so that an epoch draws about 500 classes
+        whatever the way.
     module : None, nn.Module class, factory or instance, default=None
         The embedding network (MLP for 2-D X, Conv4 for images).
     hidden_layer_sizes : tuple of int, default=(64,)
     optimizer : torch optimizer class, default=torch.optim.Adam
     lr : float, default=1e-3
+        Adam's rate. On Omniglot images ``lr=3e-3`` trains faster: 29.4% error
+        on Lake-style 20-way one-shot runs after a default-length fit (45 s of
+        one CPU thread) against 33.6% at 1e-3 (47 s; 34.2% in 42 s with the
+        former five-way, 100-episode epochs); on small tabular data 1e-3
+        generalises better to new classes (see the benchmarks page).
     max_epochs : int, default=10
     batch_size : int, default=1
         Episodes per optimiser step.
@@ -140,7 +154,7 @@ class MatchingClassifier(MetricFewShotClassifier):
         n_way=None,
         k_shot=1,
         n_query=None,
-        episodes_per_epoch=100,
+        episodes_per_epoch=None,
         module=None,
         hidden_layer_sizes=(64,),
         optimizer=torch.optim.Adam,
@@ -174,6 +188,8 @@ class MatchingClassifier(MetricFewShotClassifier):
         self.verbose = verbose
         self.net_params = net_params
         self.tta = tta
+
+    _default_way = 20
 
     def _metric_module(self, trunk, sample_shape):
         if not self.fce:

@@ -3,7 +3,7 @@
 import torch
 
 from ..base import parameter_constraints
-from ._base import META_PARAMETER_CONSTRAINTS
+from ._base import EPISODES_PER_EPOCH_OR_NONE, META_PARAMETER_CONSTRAINTS
 from ._metric_learner import TTA_CONSTRAINT, MetricFewShotClassifier, MetricModule, class_means
 
 __all__ = ["PrototypicalClassifier"]
@@ -20,7 +20,9 @@ class ProtoModule(MetricModule):
         return -torch.cdist(fq, state["prototypes"]).pow(2)
 
 
-@parameter_constraints(**META_PARAMETER_CONSTRAINTS, tta=TTA_CONSTRAINT)
+@parameter_constraints(**{**META_PARAMETER_CONSTRAINTS,
+                          "episodes_per_epoch": EPISODES_PER_EPOCH_OR_NONE},
+                       tta=TTA_CONSTRAINT)
 class PrototypicalClassifier(MetricFewShotClassifier):
     """Prototypical networks: classify by the distance to each class's mean embedding.
 
@@ -35,19 +37,28 @@ class PrototypicalClassifier(MetricFewShotClassifier):
     Parameters
     ----------
     n_way : int or None, default=None
-        Classes per training episode; ``None`` uses ``min(5, n)`` where ``n``
-        counts the classes with more than ``k_shot`` examples (training with
-        more ways than testing helps, as in the paper's 60-way training).
+        Classes per training episode; ``None`` uses ``min(20, n)`` where ``n``
+        counts the classes with more than ``k_shot`` examples (in the largest
+        group when ``groups`` is given): training with more ways than testing
+        helps, as in the paper's 60-way training.
     k_shot : int, default=1
     n_query : int or None, default=None
         Query examples per class; ``None`` uses up to 5.
-    episodes_per_epoch : int, default=100
+    episodes_per_epoch : int or None, default=None
+        Episodes per skorch epoch; ``None`` uses ``500 // n_way`` (25 twenty-way
+        or 100 five-way episodes), so that an epoch draws about 500 classes
+        whatever the way.
     module : None, nn.Module class, factory or instance, default=None
         The embedding network: an MLP with ``hidden_layer_sizes`` for 2-D X,
         :class:`~sktransfer.modules.Conv4` for images.
     hidden_layer_sizes : tuple of int, default=(64,)
     optimizer : torch optimizer class, default=torch.optim.Adam
     lr : float, default=1e-3
+        Adam's rate. On Omniglot images ``lr=3e-3`` trains faster: 30.3% error
+        on Lake-style 20-way one-shot runs after a default-length fit (45 s of
+        one CPU thread) against 33.0% at 1e-3 (42 s; 35.7% in 58 s with the
+        former five-way, 100-episode epochs); on small tabular data 1e-3
+        generalises better to new classes (see the benchmarks page).
     max_epochs : int, default=10
     batch_size : int, default=1
         Episodes per optimiser step.
@@ -89,7 +100,7 @@ class PrototypicalClassifier(MetricFewShotClassifier):
         n_way=None,
         k_shot=1,
         n_query=None,
-        episodes_per_epoch=100,
+        episodes_per_epoch=None,
         module=None,
         hidden_layer_sizes=(64,),
         optimizer=torch.optim.Adam,
@@ -121,6 +132,8 @@ class PrototypicalClassifier(MetricFewShotClassifier):
         self.verbose = verbose
         self.net_params = net_params
         self.tta = tta
+
+    _default_way = 20
 
     def _metric_module(self, trunk, sample_shape):
         return ProtoModule(trunk)

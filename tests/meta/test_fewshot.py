@@ -133,6 +133,52 @@ def test_groups_restrict_episodes_to_one_group(digits):
     assert proto.n_way_ == 3
 
 
+def _episodes_in_epoch(est):
+    return len(est.net_.history[0]["batches"])
+
+
+@pytest.mark.parametrize("cls", [PrototypicalClassifier, MatchingClassifier])
+def test_image_default_way_and_epoch_length(cls):
+    """ProtoNet and MatchingNet train up to 20-way by default, 500 // n_way
+    episodes per epoch, so an epoch draws about 500 classes whatever the way."""
+    rng = np.random.RandomState(0)
+    X = rng.rand(30 * 4, 6).astype(np.float32)
+    y = np.repeat(np.arange(30), 4)
+    est = cls(max_epochs=1, random_state=0).fit(X, y)
+    assert est.n_way_ == 20 and _episodes_in_epoch(est) == 25
+    # fewer classes: all of them, and more episodes
+    few = cls(max_epochs=1, random_state=0).fit(X[y < 10], y[y < 10])
+    assert few.n_way_ == 10 and _episodes_in_epoch(few) == 50
+    # an explicit episodes_per_epoch is kept
+    est.set_params(episodes_per_epoch=7).fit(X, y)
+    assert _episodes_in_epoch(est) == 7
+    # with groups: at most the classes of the largest group
+    groups = np.where(y < 12, 0, 1)            # 12 and 18 classes
+    grouped = cls(max_epochs=1, random_state=0).fit(X, y, groups=groups)
+    assert grouped.n_way_ == 18 and _episodes_in_epoch(grouped) == 27
+
+
+def test_default_way_counts_only_classes_with_a_query():
+    """n_way=None leaves out classes too small for k_shot support plus a query."""
+    rng = np.random.RandomState(0)
+    X = rng.rand(60, 4).astype(np.float32)
+    y = np.r_[np.repeat(np.arange(8), 6), np.arange(8, 20)]   # 12 one-example classes
+    proto = PrototypicalClassifier(max_epochs=1, episodes_per_epoch=2, random_state=0)
+    assert proto.fit(X, y).n_way_ == 8
+    # the other learners keep their five-way default
+    reptile = ReptileClassifier(max_epochs=1, episodes_per_epoch=2, random_state=0)
+    assert reptile.fit(X, y).n_way_ == 5
+    with pytest.raises(ValueError, match="at least 2 classes with more than k_shot=1"):
+        proto.fit(X[:2], [0, 1])
+
+
+def test_episodes_per_epoch_none_only_where_documented():
+    X = np.random.RandomState(0).rand(40, 4).astype(np.float32)
+    y = np.repeat(np.arange(4), 10)
+    with pytest.raises(ValueError, match="episodes_per_epoch"):
+        ReptileClassifier(episodes_per_epoch=None).fit(X, y)
+
+
 DATA = os.environ.get("SKTRANSFER_DATA")
 
 
