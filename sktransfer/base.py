@@ -499,6 +499,19 @@ def _batch_len(batch):
     return get_len(X)
 
 
+
+def _resolve_batch_losses(pending, key):
+    """Write the batch losses kept on the device into their history entries as floats.
+
+    One transfer (one synchronisation on a GPU) for the whole epoch instead of
+    one ``.item()`` per batch.
+    """
+    if not pending:
+        return
+    values = torch.stack([loss.reshape(()).float() for _, loss in pending]).tolist()
+    for (entry, _), value in zip(pending, values):
+        entry[key] = value
+
 class LeanNotifyMixin:
     """A skorch net mixin that does only the per-batch work something needs.
 
@@ -515,7 +528,11 @@ class LeanNotifyMixin:
       submodule on every batch);
     * reads a batch's size off its first tensor (:meth:`run_single_epoch`)
       and runs the step without a closure for the optimizers that need
-      none (:meth:`train_step`).
+      none (:meth:`train_step`);
+    * keeps the batch losses on the device and writes them into the batch
+      history once, at the end of the epoch, unless a callback implements
+      ``on_batch_end`` (which may read the history while the epoch runs):
+      one synchronisation per epoch on a GPU instead of one per batch.
 
     Epoch- and train-level hooks, the history and what callbacks see are
     unchanged.
@@ -578,21 +595,37 @@ class LeanNotifyMixin:
 
         The same records and hooks as :meth:`skorch.NeuralNet.run_single_epoch`;
         skorch's ``get_len`` flattens and compares every entry of a dict
-        batch, a sizeable share of a small network's step.
+        batch, a sizeable share of a small network's step. The batch losses
+        are floats in the history when the epoch ends (read in one transfer
+        when no callback implements ``on_batch_end``), also when a batch
+        raises.
         """
         if iterator is None:
             return
-        record = self.history.record_batch
+        history = self.history
+        record = history.record_batch
         loss_key, size_key = prefix + "_loss", prefix + "_batch_size"
         batch_count = 0
-        for batch in iterator:
-            self.notify("on_batch_begin", batch=batch, training=training)
-            step = step_fn(batch, **fit_params)
-            record(loss_key, step["loss"].item())
-            record(size_key, _batch_len(batch))
-            self.notify("on_batch_end", batch=batch, training=training, **step)
-            batch_count += 1
-        self.history.record(prefix + "_batch_count", batch_count)
+        # Without a callback that could read a batch's loss while the epoch runs,
+        # the losses stay on the device and are read in one go at the end.
+        pending = None if self._callbacks_implementing("on_batch_end") else []
+        try:
+            for batch in iterator:
+                self.notify("on_batch_begin", batch=batch, training=training)
+                step = step_fn(batch, **fit_params)
+                loss = step["loss"]
+                if pending is not None and isinstance(loss, torch.Tensor):
+                    record(loss_key, None)
+                    pending.append((history[-1]["batches"][-1], loss.detach()))
+                else:
+                    record(loss_key, loss.item() if isinstance(loss, torch.Tensor)
+                           else float(loss))
+                record(size_key, _batch_len(batch))
+                self.notify("on_batch_end", batch=batch, training=training, **step)
+                batch_count += 1
+        finally:
+            _resolve_batch_losses(pending, loss_key)
+        history.record(prefix + "_batch_count", batch_count)
 
     def _callbacks_implementing(self, method_name):
         from skorch.callbacks import Callback

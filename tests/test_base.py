@@ -309,3 +309,38 @@ def test_adam_uses_the_fused_kernel_unless_the_user_chose_one():
     plain.fit(X, y, task_ids=tasks)
     for a, b in zip(est.net_.module_.parameters(), plain.net_.module_.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_batch_losses_are_read_once_per_epoch_and_match_the_eager_record():
+    """Without an on_batch_end callback the losses stay tensors until the epoch
+    ends; the history holds the same floats as when each is read at once."""
+    from skorch.callbacks import Callback
+
+    from sktransfer import MultiTaskClassifier
+
+    class SeesBatches(Callback):
+        def initialize(self):
+            self.seen = []
+            return self
+
+        def on_batch_end(self, net, **kwargs):
+            self.seen.append(net.history[-1]["batches"][-1]["train_loss"])
+
+    X = np.random.RandomState(0).rand(60, 4).astype(np.float32)
+    y = np.tile([0, 1, 2], 20)
+    tasks = np.repeat([0, 1], 30)
+    fit = dict(max_epochs=2, batch_size=16, random_state=0)
+    lazy = MultiTaskClassifier(**fit).fit(X, y, task_ids=tasks)
+    watcher = SeesBatches()
+    eager = MultiTaskClassifier(callbacks=[watcher], **fit).fit(X, y, task_ids=tasks)
+    lazy_losses = [b["train_loss"] for row in lazy.net_.history for b in row["batches"]]
+    eager_losses = [b["train_loss"] for row in eager.net_.history for b in row["batches"]]
+    assert len(lazy_losses) == 8 and all(type(v) is float for v in lazy_losses)
+    assert lazy_losses == eager_losses
+    # a callback reading the history during the epoch sees floats
+    assert watcher.seen == eager_losses
+    # the epoch loss is their size-weighted mean, as skorch computes it
+    row = lazy.net_.history[-1]
+    sizes = [b["train_batch_size"] for b in row["batches"]]
+    mean = sum(v * s for v, s in zip(lazy_losses[4:], sizes)) / sum(sizes)
+    assert row["train_loss"] == pytest.approx(mean)
