@@ -24,6 +24,9 @@ Paths:
   model's parameters into a module copy and replaces them with the adapted
   ones), with ``torch.nn.BatchNorm2d``;
 * ``learn2learn``: the library itself, when it is installed;
+* every path ends with an Adam step: fused (``fused=True``, the estimators'
+  default) for the package's paths, per tensor for the learn2learn-style
+  loops, as a user writes them;
 * ``compiled`` (with ``--compile``, first order only): ``compile_step=True``,
   the per-task first-order step compiled with ``torch.compile`` (the
   compilation, in the first warm-up iteration, is not in the time).
@@ -151,7 +154,10 @@ def make_iteration(path, first_order, n_query, device):
                 clone = model.clone()
                 clone.adapt(F.cross_entropy(clone(Xs), ys))
                 (F.cross_entropy(clone(Xq), yq) / n).backward()
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    # the package's paths step with fused Adam, MAMLClassifier's default; the
+    # learn2learn-style loops with Adam as a user writes it
+    opt = torch.optim.Adam(model.parameters(), 1e-3,
+                           fused=path not in ("l2l-style", "learn2learn"))
 
     def iteration():
         opt.zero_grad()
