@@ -185,7 +185,8 @@ def _spawn(variant, workload, steps, warmup):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="processes per variant (default 2, 1 with --quick)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -193,6 +194,7 @@ def main():
         _child(variant, workload, int(steps), int(warmup))
         return
     steps, rounds = (8, 1) if args.quick else (20, 2)
+    rounds = args.rounds or rounds
     for workload, what in (("protonet", "20-way 5-shot episode"), ("baseline", "batch of 64")):
         results = {v: [] for v in VARIANTS}
         for _ in range(rounds):
