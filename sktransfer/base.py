@@ -669,10 +669,7 @@ def _fused_optimizer_kwargs(optimizer, device, net_params):
         return {}
     if any(key in (net_params or {}) for key in _OPTIMIZER_IMPLEMENTATION_KEYS):
         return {}
-    try:
-        kind = torch.device(device).type
-    except (RuntimeError, TypeError):
-        return {}
+    kind = torch.device(device).type  # a validated device string or torch.device
     return {"optimizer__fused": True} if kind in ("cpu", "cuda") else {}
 
 

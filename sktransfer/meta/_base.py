@@ -74,9 +74,10 @@ META_PARAMETER_CONSTRAINTS = {
     "adapt_steps": [_NON_NEGATIVE_INT],
     "adapt_lr": [_FINITE_POSITIVE],
 }
-#: ``episodes_per_epoch`` of the learners whose default is ``None``
+#: The constraints of the learners whose ``episodes_per_epoch`` may be ``None``
 #: (``EPOCH_CLASSES // n_way`` episodes).
-EPISODES_PER_EPOCH_OR_NONE = [_POSITIVE_INT, None]
+META_PARAMETER_CONSTRAINTS_EPOCH_OR_NONE = {**META_PARAMETER_CONSTRAINTS,
+                                            "episodes_per_epoch": [_POSITIVE_INT, None]}
 
 
 def embed_in_chunks(embed, X, chunk=PREDICT_CHUNK):
@@ -275,9 +276,8 @@ class FewShotClassifierMixin:
         if groups is not None:
             class_group = np.empty(len(counts), dtype=object)
             class_group[y_enc] = groups
-            per_group = [int(np.sum(usable & (class_group == g)))
-                         for g in np.unique(class_group[usable])]
-            n_usable = max(2, max(per_group))
+            # below 2, the episode sampler names the problem
+            n_usable = max(2, int(np.unique(class_group[usable], return_counts=True)[1].max()))
         return min(self._default_way, n_usable)
 
     def _episodes_per_epoch(self, n_way):

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..base import parameter_constraints
-from ._base import EPISODES_PER_EPOCH_OR_NONE, META_PARAMETER_CONSTRAINTS
+from ._base import META_PARAMETER_CONSTRAINTS_EPOCH_OR_NONE
 from ._fce import FullContextEmbedding
 from ._learner import trunk_width
 from ._metric_learner import TTA_CONSTRAINT, MetricFewShotClassifier, MetricModule
@@ -54,9 +54,7 @@ class MatchingModule(MetricModule):
         return self.attend(gs, state["labels"], fq64, state["n_classes"]).to(fq.dtype)
 
 
-@parameter_constraints(**{**META_PARAMETER_CONSTRAINTS,
-                          "episodes_per_epoch": EPISODES_PER_EPOCH_OR_NONE},
-                       tta=TTA_CONSTRAINT)
+@parameter_constraints(**META_PARAMETER_CONSTRAINTS_EPOCH_OR_NONE, tta=TTA_CONSTRAINT)
 class MatchingClassifier(MetricFewShotClassifier):
     """Matching networks: classify a query by attention over the labelled support set.
 

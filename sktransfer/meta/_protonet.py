@@ -3,7 +3,7 @@
 import torch
 
 from ..base import parameter_constraints
-from ._base import EPISODES_PER_EPOCH_OR_NONE, META_PARAMETER_CONSTRAINTS
+from ._base import META_PARAMETER_CONSTRAINTS_EPOCH_OR_NONE
 from ._metric_learner import TTA_CONSTRAINT, MetricFewShotClassifier, MetricModule, class_means
 
 __all__ = ["PrototypicalClassifier"]
@@ -20,9 +20,7 @@ class ProtoModule(MetricModule):
         return -torch.cdist(fq, state["prototypes"]).pow(2)
 
 
-@parameter_constraints(**{**META_PARAMETER_CONSTRAINTS,
-                          "episodes_per_epoch": EPISODES_PER_EPOCH_OR_NONE},
-                       tta=TTA_CONSTRAINT)
+@parameter_constraints(**META_PARAMETER_CONSTRAINTS_EPOCH_OR_NONE, tta=TTA_CONSTRAINT)
 class PrototypicalClassifier(MetricFewShotClassifier):
     """Prototypical networks: classify by the distance to each class's mean embedding.
 
