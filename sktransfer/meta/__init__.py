@@ -10,13 +10,15 @@ Where things are: one file per estimator (``_maml_classifier.py``,
 ``_r2d2.py``, ``_sur.py``); Baseline's adaptation strategies (fine-tuning,
 transductive fine-tuning, TIM) in ``_adaptation.py``; the gradient-based
 pieces in ``_inner_loop.py`` (the one inner loop), ``_inner_update.py``
-(inner-update strategies), ``_task_batching.py`` (vmap / loop / compiled
+(inner-update strategies), ``_augmentation.py`` (training-time image
+augmentation), ``_task_batching.py`` (vmap / loop / compiled
 runners) and ``_maml_module.py`` (MAML's meta-model); the metric learners'
 shared template in ``_metric_learner.py``; episodic training in ``_base.py``
 and ``_episodes.py``.
 """
 
 from ._adaptation import TIM, Adaptation, TransductiveFineTuning
+from ._augmentation import RandomShift
 from ._baseline import BaselineFewShotClassifier
 from ._blackbox import BlackBoxMetaClassifier
 from ._episodes import Episode, EpisodeSampler, sample_episode
@@ -47,6 +49,7 @@ __all__ = [
     "MetaSGDUpdate",
     "PrototypicalClassifier",
     "R2D2Classifier",
+    "RandomShift",
     "RelationClassifier",
     "ReptileClassifier",
     "SGDUpdate",

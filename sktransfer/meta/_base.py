@@ -27,6 +27,7 @@ from skorch.callbacks import PassthroughScoring
 from skorch.utils import TeeGenerator
 
 from ..base import INFERENCE_CHUNK, infer_in_chunks, to_tensor
+from ._augmentation import augment_rows, resolve_augmentation
 from ._episodes import EpisodeSampler
 
 __all__ = ["META_PARAMETER_CONSTRAINTS", "EpisodicNet", "FewShotClassifierMixin", "TaskSource",
@@ -152,15 +153,21 @@ def fit_episodes(net, task_source, episodes_per_epoch):
 
 
 class TaskSource:
-    """Draws meta-batches of episodes and stacks them as tensors on the device."""
+    """Draws meta-batches of episodes and stacks them as tensors on the device.
 
-    def __init__(self, X, y, sampler, device, y_dtype=torch.long):
+    ``augment`` (a strategy of :mod:`._augmentation`, or None) changes the
+    images of the episodes drawn for training (``sample(n, training=True)``),
+    not those of validation episodes.
+    """
+
+    def __init__(self, X, y, sampler, device, y_dtype=torch.long, augment=None):
         self.X = torch.tensor(X).to(device)
         self.y = torch.as_tensor(y, dtype=y_dtype).to(device)
         self.sampler = sampler
         self.device = device
+        self.augment = augment
 
-    def sample(self, n_tasks):
+    def sample(self, n_tasks, training=True):
         episodes = [self.sampler.sample() for _ in range(n_tasks)]
         s = torch.as_tensor(np.stack([e.support_index for e in episodes]), device=self.device)
         q = torch.as_tensor(np.stack([e.query_index for e in episodes]), device=self.device)
@@ -171,7 +178,10 @@ class TaskSource:
                                  device=self.device)
         else:
             ys, yq = self.y[s], self.y[q]
-        return self.X[s], ys, self.X[q], yq
+        Xs, Xq = self.X[s], self.X[q]
+        if training and self.augment is not None:
+            Xs, Xq = augment_rows(self.augment, Xs), augment_rows(self.augment, Xq)
+        return Xs, ys, Xq, yq
 
 
 class EpisodicNet(NeuralNet):
@@ -200,7 +210,7 @@ class EpisodicNet(NeuralNet):
 
     def validation_step(self, batch, **fit_params):
         self._set_training(False)
-        tasks = self.task_source.sample(len(batch[0]))
+        tasks = self.task_source.sample(len(batch[0]), training=False)
         with torch.enable_grad():
             loss, acc = self.module_.meta_step(tasks, backward=False)
         if acc is not None:
@@ -346,8 +356,9 @@ class FewShotClassifierMixin:
             check_consistent_length(X, groups)
         classes, y_enc = np.unique(y, return_inverse=True)
         n_way, n_query = self._resolve_episodes(y_enc, n_way, k_shot, n_query, groups)
+        augment = resolve_augmentation(getattr(self, "augment", None), X.shape[1:])
         return {"X": X, "y_enc": y_enc, "classes": classes, "groups": groups,
-                "n_way": n_way, "k_shot": k_shot, "n_query": n_query,
+                "n_way": n_way, "k_shot": k_shot, "n_query": n_query, "augment": augment,
                 "episodes_per_epoch": self._episodes_per_epoch(n_way)}
 
     def _build(self, ctx, data):
@@ -368,7 +379,8 @@ class FewShotClassifierMixin:
         rng = np.random.RandomState(ctx.seed)
         sampler = EpisodeSampler(y_enc, data["n_way"], data["k_shot"], data["n_query"],
                                  groups=data["groups"], random_state=rng)
-        fit_episodes(net, TaskSource(X, y_enc, sampler, ctx.device), data["episodes_per_epoch"])
+        fit_episodes(net, TaskSource(X, y_enc, sampler, ctx.device, augment=data.get("augment")),
+                     data["episodes_per_epoch"])
         rows = self._predict_support(y_enc, n_classes, rng)
         return self._adapt_module(net, X[rows], y_enc[rows], n_classes)
 

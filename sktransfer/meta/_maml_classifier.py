@@ -4,13 +4,14 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from ..base import NeuralEstimatorMixin, parameter_constraints
+from ._augmentation import AUGMENT_CONSTRAINT
 from ._base import META_PARAMETER_CONSTRAINTS, FewShotClassifierMixin
 from ._maml_params import MAMLParamsMixin
 
 __all__ = ["MAMLClassifier"]
 
 
-@parameter_constraints(**META_PARAMETER_CONSTRAINTS)
+@parameter_constraints(**META_PARAMETER_CONSTRAINTS, augment=AUGMENT_CONSTRAINT)
 class MAMLClassifier(MAMLParamsMixin, FewShotClassifierMixin, NeuralEstimatorMixin,
                      ClassifierMixin, BaseEstimator):
     """Model-agnostic meta-learning for few-shot classification.
@@ -105,6 +106,16 @@ class MAMLClassifier(MAMLParamsMixin, FewShotClassifierMixin, NeuralEstimatorMix
         holds out a share of each epoch's episodes (drawn from the same
         classes) to record ``valid_loss``.
 
+    augment : {None, "shift"} or callable, default=None
+        Training-time augmentation of images: with ``"shift"`` every image of
+        a meta-training episode (support and query) is moved by a random
+        number of pixels, up to 3 in each axis, zero padded
+        (:class:`~sktransfer.meta.RandomShift`; pass ``RandomShift(k)`` for
+        another range); a callable maps a float tensor (n, C, H, W) on the
+        training device to one of the same shape. Validation episodes,
+        adaptation and prediction see the images as they are. ``"shift"``
+        needs 4-D X. See "A recipe for images on a CPU budget" in the user
+        guide for what it gains on Omniglot.
     Attributes
     ----------
     net_ : skorch.NeuralNet
@@ -164,6 +175,7 @@ class MAMLClassifier(MAMLParamsMixin, FewShotClassifierMixin, NeuralEstimatorMix
         random_state=None,
         verbose=0,
         net_params=None,
+        augment=None,
     ):
         self.n_way = n_way
         self.k_shot = k_shot
@@ -190,6 +202,7 @@ class MAMLClassifier(MAMLParamsMixin, FewShotClassifierMixin, NeuralEstimatorMix
         self.random_state = random_state
         self.verbose = verbose
         self.net_params = net_params
+        self.augment = augment
 
     def _build_module(self, sample_shape, sizes, n_way, *, k_shot, n_query, device):
         return self._maml_module(sample_shape, sizes, n_way, n_way * k_shot, n_way * n_query,

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..base import parameter_constraints
+from ._augmentation import AUGMENT_CONSTRAINT
 from ._base import META_PARAMETER_CONSTRAINTS_EPOCH_OR_NONE
 from ._fce import FullContextEmbedding
 from ._learner import trunk_width
@@ -54,7 +55,8 @@ class MatchingModule(MetricModule):
         return self.attend(gs, state["labels"], fq64, state["n_classes"]).to(fq.dtype)
 
 
-@parameter_constraints(**META_PARAMETER_CONSTRAINTS_EPOCH_OR_NONE, tta=TTA_CONSTRAINT)
+@parameter_constraints(**META_PARAMETER_CONSTRAINTS_EPOCH_OR_NONE, augment=AUGMENT_CONSTRAINT,
+                       tta=TTA_CONSTRAINT)
 class MatchingClassifier(MetricFewShotClassifier):
     """Matching networks: classify a query by attention over the labelled support set.
 
@@ -119,6 +121,16 @@ class MatchingClassifier(MetricFewShotClassifier):
         zero padded), 9 times the cost of an embedding; ``None`` embeds each
         image once. Needs 4-D X.
 
+    augment : {None, "shift"} or callable, default=None
+        Training-time augmentation of images: with ``"shift"`` every image of
+        a meta-training episode (support and query) is moved by a random
+        number of pixels, up to 3 in each axis, zero padded
+        (:class:`~sktransfer.meta.RandomShift`; pass ``RandomShift(k)`` for
+        another range); a callable maps a float tensor (n, C, H, W) on the
+        training device to one of the same shape. Validation episodes,
+        adaptation and prediction see the images as they are. ``"shift"``
+        needs 4-D X. See "A recipe for images on a CPU budget" in the user
+        guide for what it gains on Omniglot.
     Attributes
     ----------
     net_ : skorch.NeuralNet
@@ -166,6 +178,7 @@ class MatchingClassifier(MetricFewShotClassifier):
         verbose=0,
         net_params=None,
         tta=None,
+        augment=None,
     ):
         self.fce = fce
         self.fce_steps = fce_steps
@@ -186,6 +199,7 @@ class MatchingClassifier(MetricFewShotClassifier):
         self.verbose = verbose
         self.net_params = net_params
         self.tta = tta
+        self.augment = augment
 
     _default_way = 20
 

@@ -3,6 +3,7 @@
 import torch
 
 from ..base import parameter_constraints
+from ._augmentation import AUGMENT_CONSTRAINT
 from ._base import META_PARAMETER_CONSTRAINTS_EPOCH_OR_NONE
 from ._metric_learner import TTA_CONSTRAINT, MetricFewShotClassifier, MetricModule, class_means
 
@@ -20,7 +21,8 @@ class ProtoModule(MetricModule):
         return -torch.cdist(fq, state["prototypes"]).pow(2)
 
 
-@parameter_constraints(**META_PARAMETER_CONSTRAINTS_EPOCH_OR_NONE, tta=TTA_CONSTRAINT)
+@parameter_constraints(**META_PARAMETER_CONSTRAINTS_EPOCH_OR_NONE, augment=AUGMENT_CONSTRAINT,
+                       tta=TTA_CONSTRAINT)
 class PrototypicalClassifier(MetricFewShotClassifier):
     """Prototypical networks: classify by the distance to each class's mean embedding.
 
@@ -69,6 +71,16 @@ class PrototypicalClassifier(MetricFewShotClassifier):
         zero padded), 9 times the cost of an embedding; ``None`` embeds each
         image once. Needs 4-D X.
 
+    augment : {None, "shift"} or callable, default=None
+        Training-time augmentation of images: with ``"shift"`` every image of
+        a meta-training episode (support and query) is moved by a random
+        number of pixels, up to 3 in each axis, zero padded
+        (:class:`~sktransfer.meta.RandomShift`; pass ``RandomShift(k)`` for
+        another range); a callable maps a float tensor (n, C, H, W) on the
+        training device to one of the same shape. Validation episodes,
+        adaptation and prediction see the images as they are. ``"shift"``
+        needs 4-D X. See "A recipe for images on a CPU budget" in the user
+        guide for what it gains on Omniglot.
     Attributes
     ----------
     net_ : skorch.NeuralNet
@@ -112,6 +124,7 @@ class PrototypicalClassifier(MetricFewShotClassifier):
         verbose=0,
         net_params=None,
         tta=None,
+        augment=None,
     ):
         self.n_way = n_way
         self.k_shot = k_shot
@@ -130,6 +143,7 @@ class PrototypicalClassifier(MetricFewShotClassifier):
         self.verbose = verbose
         self.net_params = net_params
         self.tta = tta
+        self.augment = augment
 
     _default_way = 20
 

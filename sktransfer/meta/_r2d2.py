@@ -10,6 +10,7 @@ from sklearn.utils._param_validation import Interval
 from torch import nn
 
 from ..base import parameter_constraints
+from ._augmentation import AUGMENT_CONSTRAINT
 from ._base import META_PARAMETER_CONSTRAINTS
 from ._metric_learner import TTA_CONSTRAINT, MetricFewShotClassifier, MetricModule
 
@@ -52,7 +53,7 @@ class R2D2Module(MetricModule):
         return self.log_scale.exp() * (fq.to(W.dtype) @ W) + self.bias
 
 
-@parameter_constraints(**META_PARAMETER_CONSTRAINTS, tta=TTA_CONSTRAINT,
+@parameter_constraints(**META_PARAMETER_CONSTRAINTS, augment=AUGMENT_CONSTRAINT, tta=TTA_CONSTRAINT,
                        ridge_lambda=[Interval(Real, 0, np.inf, closed="neither")],
                        scale=[Interval(Real, 0, np.inf, closed="neither")])
 class R2D2Classifier(MetricFewShotClassifier):
@@ -106,6 +107,16 @@ class R2D2Classifier(MetricFewShotClassifier):
         zero padded), 9 times the cost of an embedding; ``None`` embeds each
         image once. Needs 4-D X.
 
+    augment : {None, "shift"} or callable, default=None
+        Training-time augmentation of images: with ``"shift"`` every image of
+        a meta-training episode (support and query) is moved by a random
+        number of pixels, up to 3 in each axis, zero padded
+        (:class:`~sktransfer.meta.RandomShift`; pass ``RandomShift(k)`` for
+        another range); a callable maps a float tensor (n, C, H, W) on the
+        training device to one of the same shape. Validation episodes,
+        adaptation and prediction see the images as they are. ``"shift"``
+        needs 4-D X. See "A recipe for images on a CPU budget" in the user
+        guide for what it gains on Omniglot.
     Attributes
     ----------
     net_ : skorch.NeuralNet
@@ -158,6 +169,7 @@ class R2D2Classifier(MetricFewShotClassifier):
         verbose=0,
         net_params=None,
         tta=None,
+        augment=None,
     ):
         self.ridge_lambda = ridge_lambda
         self.scale = scale
@@ -178,6 +190,7 @@ class R2D2Classifier(MetricFewShotClassifier):
         self.verbose = verbose
         self.net_params = net_params
         self.tta = tta
+        self.augment = augment
 
     def _metric_module(self, trunk, sample_shape):
         return R2D2Module(trunk, float(self.ridge_lambda), float(self.scale))
