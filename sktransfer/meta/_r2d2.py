@@ -108,15 +108,10 @@ class R2D2Classifier(MetricFewShotClassifier):
         image once. Needs 4-D X.
 
     augment : {None, "shift"} or callable, default=None
-        Training-time augmentation of images: with ``"shift"`` every image of
-        a meta-training episode (support and query) is moved by a random
-        number of pixels, up to 3 in each axis, zero padded
-        (:class:`~sktransfer.meta.RandomShift`; pass ``RandomShift(k)`` for
-        another range); a callable maps a float tensor (n, C, H, W) on the
-        training device to one of the same shape. Validation episodes,
-        adaptation and prediction see the images as they are. ``"shift"``
-        needs 4-D X. See "A recipe for images on a CPU budget" in the user
-        guide for what it gains on Omniglot.
+        Training-time augmentation of the images of meta-training episodes
+        (support and query); ``"shift"`` is :class:`~sktransfer.meta.RandomShift`
+        ``()``, a callable maps a tensor (n, C, H, W) to one of the same shape.
+        See :mod:`sktransfer.meta._augmentation`.
     Attributes
     ----------
     net_ : skorch.NeuralNet
