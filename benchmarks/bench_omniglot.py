@@ -45,7 +45,9 @@ learners). Each is scored on Lake-style 20-way one-shot runs built from the
 10 held-out alphabets (:func:`~sktransfer.datasets.make_one_shot_runs`,
 ``--runs`` of them, mean error and its 95% interval across runs), and on
 ``--episodes`` (default 600) episodes per setting, next to the published
-numbers. ``--tta`` adds a row with ``tta="shift"`` for the metric learners.
+numbers. ``--tta`` adds a row with ``tta="shift"`` for the metric learners;
+``--augment shift`` trains the episodic learners with ``augment="shift"``
+(random shifts of the training images, :class:`~sktransfer.meta.RandomShift`).
 """
 
 import argparse
@@ -149,14 +151,15 @@ PUBLISHED_RUNS = {"humans": 4.5, "Bayesian program learning": 3.3, "Siamese nets
                   "ConvNet": 13.5}
 
 
-def budget_methods(minutes):
+def budget_methods(minutes, augment=None):
     """Each method's recipe under a wall-clock budget of ``minutes``."""
     def callbacks(step_size):
         return [LRScheduler(policy=torch.optim.lr_scheduler.StepLR, step_size=step_size,
                             gamma=0.5),
                 TimeBudget(minutes=minutes)]
 
-    episodic = dict(episodes_per_epoch=100, max_epochs=100_000, random_state=0)
+    episodic = dict(episodes_per_epoch=100, max_epochs=100_000, augment=augment,
+                    random_state=0)
     batch = dict(batch_size=64, max_epochs=100_000, random_state=0)
     return {
         "ProtoNet": PrototypicalClassifier(n_way=20, k_shot=1, n_query=5,
@@ -190,12 +193,13 @@ def run_budget(args):
           f"method: train {len(y_tr)} images / {len(np.unique(y_tr))} classes (20 alphabets "
           f"x 4 rotations); test {len(y_te)} images / {len(np.unique(y_te))} characters "
           f"(10 held-out alphabets): {len(runs)} Lake-style 20-way one-shot runs, "
-          f"{args.episodes} episodes per setting, 5 queries per class")
+          f"{args.episodes} episodes per setting, 5 queries per class; episodic training "
+          f"augmentation: {args.augment}")
     header = (f"{'method':<22}{'trained':<26}{'train s':>8}{'runs error %':>16}"
               + "".join(f"{f'{n}w{k}s':>14}" for n, k in SETTINGS) + f"{'eval s':>8}")
     print(header)
     print("-" * len(header))
-    chosen = budget_methods(args.minutes)
+    chosen = budget_methods(args.minutes, augment=None if args.augment == "none" else "shift")
     if args.methods:
         chosen = {k: v for k, v in chosen.items() if k in args.methods.split(",")}
     for name, est in chosen.items():
@@ -255,6 +259,8 @@ def main():
                         help="the fixed-budget protocol: minutes of training per method")
     parser.add_argument("--runs", type=int, default=100,
                         help="Lake-style one-shot runs to score (--minutes only)")
+    parser.add_argument("--augment", choices=("none", "shift"), default="none",
+                        help="training-time augmentation of the episodic learners (--minutes only)")
     parser.add_argument("--tta", action="store_true",
                         help="also score the metric learners with tta='shift' (--minutes only)")
     args = parser.parse_args()

@@ -14,8 +14,9 @@ built from them and scored by :func:`~sktransfer.metrics.score_one_shot_runs`,
 with and without test-time shift averaging (``tta="shift"``) of the one
 trained model.
 
-``--n-way``, ``--k-shot``, ``--n-query``, ``--lr``, ``--step-size`` and ``--no-groups`` change
-the training episodes, to compare recipes at the same budget.
+``--n-way``, ``--k-shot``, ``--n-query``, ``--lr``, ``--step-size``, ``--augment`` and
+``--no-groups`` change the training episodes, to compare recipes at the same budget
+(``--augment none`` trains without the random shifts of the recipe's ``augment="shift"``).
 
 Run ``SKTRANSFER_DATA=... python benchmarks/bench_one_shot_recipe.py``
 (``--minutes`` sets the training budget, default 5; ``--quick`` is 1 minute).
@@ -45,6 +46,8 @@ def main():
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
     parser.add_argument("--step-size", type=int, default=10,
                         help="halve the rate every this many epochs of 100 episodes; 0: never")
+    parser.add_argument("--augment", choices=("shift", "none"), default="shift",
+                        help="training-time augmentation of the episodes (default shift)")
     parser.add_argument("--no-groups", action="store_true",
                         help="draw the episodes across alphabets")
     args = parser.parse_args()
@@ -70,14 +73,19 @@ def main():
                                      step_size=args.step_size, gamma=0.5))
     proto = PrototypicalClassifier(n_way=args.n_way, k_shot=args.k_shot, n_query=args.n_query,
                                    lr=args.lr, episodes_per_epoch=100, max_epochs=10_000,
+                                   augment=None if args.augment == "none" else args.augment,
                                    callbacks=callbacks, random_state=0)
     proto.fit(X_train, y_train, groups=None if args.no_groups else g_train)
     print(f"episodes {args.n_way}-way {args.k_shot}-shot, {args.n_query} queries per class, "
-          f"lr {args.lr:g}, within one alphabet: {not args.no_groups}")
+          f"lr {args.lr:g}, augment {args.augment}, within one alphabet: {not args.no_groups}")
     history = proto.net_.history
     print(f"trained {budget.elapsed_:.0f} s: {budget.n_batches_} episodes, "
           f"{len(history)} epochs (stopped by the budget: {budget.stopped_}), "
           f"final train_loss {history[-1, 'train_loss']:.3f}")
+    durations = [row["dur"] / 100 for row in history if "dur" in row]
+    if len(durations) >= 10:
+        print(f"seconds per episode: first 5 epochs {np.mean(durations[:5]):.3f}, "
+              f"last 5 {np.mean(durations[-5:]):.3f}")
 
     print(f"\n{'tta':<8} {'error %':>8} {'std %':>7} {'score s':>8}")
     for tta in (None, "shift"):
