@@ -125,6 +125,7 @@ class MatchingClassifier(MetricFewShotClassifier):
         Training-time augmentation of the images of meta-training episodes
         (support and query); ``"shift"`` is :class:`~sktransfer.meta.RandomShift`
         ``()``, a callable maps a tensor (n, C, H, W) to one of the same shape.
+
     Attributes
     ----------
     net_ : skorch.NeuralNet
