@@ -46,7 +46,7 @@ learners). Each is scored on Lake-style 20-way one-shot runs built from the
 ``--runs`` of them, mean error and its 95% interval across runs), and on
 ``--episodes`` (default 600) episodes per setting, next to the published
 numbers. ``--tta`` adds a row with ``tta="shift"`` for the metric learners;
-``--augment shift`` trains the episodic learners with ``augment="shift"``
+``--augment shift`` trains the episodic and batch learners with ``augment="shift"``
 (random shifts of the training images, :class:`~sktransfer.meta.RandomShift`).
 """
 
@@ -160,7 +160,7 @@ def budget_methods(minutes, augment=None):
 
     episodic = dict(episodes_per_epoch=100, max_epochs=100_000, augment=augment,
                     random_state=0)
-    batch = dict(batch_size=64, max_epochs=100_000, random_state=0)
+    batch = dict(batch_size=64, max_epochs=100_000, augment=augment, random_state=0)
     return {
         "ProtoNet": PrototypicalClassifier(n_way=20, k_shot=1, n_query=5,
                                            callbacks=callbacks(20), **episodic),
@@ -193,7 +193,7 @@ def run_budget(args):
           f"method: train {len(y_tr)} images / {len(np.unique(y_tr))} classes (20 alphabets "
           f"x 4 rotations); test {len(y_te)} images / {len(np.unique(y_te))} characters "
           f"(10 held-out alphabets): {len(runs)} Lake-style 20-way one-shot runs, "
-          f"{args.episodes} episodes per setting, 5 queries per class; episodic training "
+          f"{args.episodes} episodes per setting, 5 queries per class; training "
           f"augmentation: {args.augment}")
     header = (f"{'method':<22}{'trained':<26}{'train s':>8}{'runs error %':>16}"
               + "".join(f"{f'{n}w{k}s':>14}" for n, k in SETTINGS) + f"{'eval s':>8}")
@@ -260,7 +260,8 @@ def main():
     parser.add_argument("--runs", type=int, default=100,
                         help="Lake-style one-shot runs to score (--minutes only)")
     parser.add_argument("--augment", choices=("none", "shift"), default="none",
-                        help="training-time augmentation of the episodic learners (--minutes only)")
+                        help="training-time augmentation of the episodic and batch learners "
+                             "(--minutes only)")
     parser.add_argument("--tta", action="store_true",
                         help="also score the metric learners with tta='shift' (--minutes only)")
     args = parser.parse_args()

@@ -1,9 +1,10 @@
-"""Training-time augmentation of the images of meta-training episodes.
+"""Training-time augmentation of the images of meta-training episodes and batches.
 
 The episodic learners' ``augment`` parameter names a strategy that maps the
 images of every meta-training episode (support and query rows alike) to
-randomly changed copies before the learner sees them; adaptation,
-prediction and validation episodes are left as they are. A strategy is any
+randomly changed copies before the learner sees them; the batch learners'
+(Baseline, SimpleShot) maps the images of every training batch. Adaptation,
+prediction and validation episodes or batches are left as they are. A strategy is any
 callable from a float tensor of shape (n, C, H, W) on the training device to
 one of the same shape; :class:`RandomShift` (``augment="shift"``) is the
 built-in one. Its random draws come from torch's generator, which the
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils._param_validation import StrOptions
 
-__all__ = ["AUGMENT_CONSTRAINT", "RandomShift", "resolve_augmentation"]
+__all__ = ["AUGMENT_CONSTRAINT", "RandomShift", "augment_rows", "resolve_augmentation"]
 
 #: The constraint of the ``augment`` parameter (scikit-learn's format).
 AUGMENT_CONSTRAINT = [StrOptions({"shift"}), callable, None]

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils._param_validation import StrOptions
 from skorch import NeuralNet
+from skorch.utils import to_tensor as _to_device
 from torch import nn
 
 from .._weights import (
@@ -20,6 +21,7 @@ from .._weights import (
 )
 from ..base import NeuralEstimatorMixin, parameter_constraints, to_tensor
 from ._adaptation import ADAPTATIONS, Adaptation, get_adaptation
+from ._augmentation import AUGMENT_CONSTRAINT, augment_rows, resolve_augmentation
 from ._base import (
     META_PARAMETER_CONSTRAINTS,
     FewShotClassifierMixin,
@@ -128,11 +130,26 @@ class BaselineModule(nn.Module):
 
 
 class _BaselineNet(WeightedLossMixin, NeuralNet):
-    """skorch's net with per-row weights in the batch (see :mod:`sktransfer._weights`)."""
+    """skorch's net with per-row weights in the batch (see :mod:`sktransfer._weights`),
+    and the estimator's ``augment`` strategy (or None) applied to the images of
+    each training batch (not to validation batches)."""
+
+    augment = None
+
+    def train_step_single(self, batch, **fit_params):
+        if self.augment is not None:
+            Xi, yi = batch
+            if isinstance(Xi, dict):
+                Xi = {**Xi, "X": augment_rows(self.augment, _to_device(Xi["X"], self.device))}
+            else:
+                Xi = augment_rows(self.augment, _to_device(Xi, self.device))
+            batch = (Xi, yi)
+        return super().train_step_single(batch, **fit_params)
 
 
 @parameter_constraints(**META_PARAMETER_CONSTRAINTS, class_weight=CLASS_WEIGHT_CONSTRAINT,
-                       adaptation=[StrOptions(set(ADAPTATIONS)), Adaptation])
+                       adaptation=[StrOptions(set(ADAPTATIONS)), Adaptation],
+                       augment=AUGMENT_CONSTRAINT)
 class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, ClassifierMixin,
                                 BaseEstimator):
     """Baseline (linear head) and Baseline++ (cosine head) for few-shot classification.
@@ -174,6 +191,11 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
         ``sample_weight``): ``"balanced"`` weighs each class by ``n_samples
         / (n_classes * count)`` (as scikit-learn's ``compute_class_weight``);
         a dict from label to weight (labels not in it weigh 1).
+    augment : {None, "shift"} or callable, default=None
+        Training-time augmentation of the images of each training batch of
+        ``fit`` (not of validation batches, adapt or predict); ``"shift"`` is
+        :class:`~sktransfer.meta.RandomShift` ``()``, a callable maps a tensor
+        (n, C, H, W) to one of the same shape.
     module : None, nn.Module class, factory or instance, default=None
         The trunk: an MLP with ``hidden_layer_sizes`` for 2-D X,
         :class:`~sktransfer.modules.Conv4` for images.
@@ -236,6 +258,7 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
         adapt_lr=0.01,
         adaptation="finetune",
         class_weight=None,
+        augment=None,
         module=None,
         hidden_layer_sizes=(64,),
         optimizer=torch.optim.Adam,
@@ -258,6 +281,7 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
         self.adapt_lr = adapt_lr
         self.adaptation = adaptation
         self.class_weight = class_weight
+        self.augment = augment
         self.module = module
         self.hidden_layer_sizes = hidden_layer_sizes
         self.optimizer = optimizer
@@ -348,7 +372,8 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
         table = class_weight_table(getattr(self, "class_weight", None), y_enc, classes)
         weights = combine_weights(check_sample_weight(sample_weight, X.shape[0]),
                                   None if table is None else table[y_enc])
-        return {"X": X, "y_enc": y_enc, "classes": classes, "weights": weights}
+        return {"X": X, "y_enc": y_enc, "classes": classes, "weights": weights,
+                "augment": resolve_augmentation(self.augment, X.shape[1:])}
 
     def _build(self, ctx, data):
         X = data["X"]
@@ -366,6 +391,7 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
             ys = torch.as_tensor(data["y_enc"], dtype=torch.long)
             return adapt_in_eval(net, data["X"], ys, len(data["classes"]), **options)
         X, w = torch.tensor(data["X"]), data["weights"]
+        net.augment = data["augment"]
         net.fit(X if w is None else {"X": X, SAMPLE_WEIGHT: torch.as_tensor(w)},
                 torch.as_tensor(data["y_enc"]))
         return state_to(net.module_.head_state(), "cpu")

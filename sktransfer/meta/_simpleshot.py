@@ -6,6 +6,7 @@ from sklearn.utils._param_validation import StrOptions
 
 from .._weights import CLASS_WEIGHT_CONSTRAINT, check_sample_weight
 from ..base import parameter_constraints
+from ._augmentation import AUGMENT_CONSTRAINT
 from ._base import META_PARAMETER_CONSTRAINTS, embed_in_chunks, state_to
 from ._baseline import BaselineFewShotClassifier, BaselineModule
 
@@ -52,7 +53,8 @@ class SimpleShotModule(BaselineModule):
 
 
 @parameter_constraints(**META_PARAMETER_CONSTRAINTS, class_weight=CLASS_WEIGHT_CONSTRAINT,
-                       normalization=[StrOptions(set(NORMALIZATIONS))])
+                       normalization=[StrOptions(set(NORMALIZATIONS))],
+                       augment=AUGMENT_CONSTRAINT)
 class SimpleShotClassifier(BaselineFewShotClassifier):
     """SimpleShot: nearest centroid on centred, L2-normalised features (Wang et al., 2019).
 
@@ -80,7 +82,7 @@ class SimpleShotClassifier(BaselineFewShotClassifier):
     head : {"linear", "cosine"}, default="linear"
         The head of the training (the paper's is linear, plain cross-entropy);
         it is not used for predictions.
-    class_weight, module, hidden_layer_sizes, optimizer, lr, max_epochs, batch_size
+    class_weight, augment, module, hidden_layer_sizes, optimizer, lr, max_epochs, batch_size
         The training, as in :class:`~sktransfer.meta.BaselineFewShotClassifier`.
     callbacks, train_split, early_stopping, validation_fraction, n_iter_no_change, tol
         As in :class:`~sktransfer.meta.BaselineFewShotClassifier`.
@@ -121,6 +123,7 @@ class SimpleShotClassifier(BaselineFewShotClassifier):
         normalization="cl2n",
         head="linear",
         class_weight=None,
+        augment=None,
         module=None,
         hidden_layer_sizes=(64,),
         optimizer=torch.optim.Adam,
@@ -141,6 +144,7 @@ class SimpleShotClassifier(BaselineFewShotClassifier):
         self.normalization = normalization
         self.head = head
         self.class_weight = class_weight
+        self.augment = augment
         self.module = module
         self.hidden_layer_sizes = hidden_layer_sizes
         self.optimizer = optimizer

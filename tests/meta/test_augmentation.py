@@ -9,18 +9,21 @@ import torch
 from sklearn.base import clone
 
 from sktransfer.meta import (
+    BaselineFewShotClassifier,
     MAMLClassifier,
     MatchingClassifier,
     PrototypicalClassifier,
     R2D2Classifier,
     RandomShift,
     RelationClassifier,
+    SimpleShotClassifier,
 )
 from sktransfer.metrics import few_shot_score
 
 DATA = os.environ.get("SKTRANSFER_DATA")
 LEARNERS = [PrototypicalClassifier, MatchingClassifier, R2D2Classifier, RelationClassifier,
             MAMLClassifier]
+BATCH_LEARNERS = [BaselineFewShotClassifier, SimpleShotClassifier]
 
 
 def _images(n_classes=6, per_class=12, size=16, seed=0):
@@ -174,6 +177,81 @@ def test_an_augmentation_that_changes_the_shape_fails_atomically():
     proto.predict(X[:3])
 
 
+# ------------------------------------------- the batch learners (Baseline, SimpleShot)
+def _small_batch(cls, **params):
+    return cls(**{**dict(batch_size=24, max_epochs=2, random_state=0), **params})
+
+
+@pytest.mark.parametrize("cls", BATCH_LEARNERS)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_batch_learners_augment_every_training_batch_and_only_those(cls, weighted):
+    X, y = _images()                          # 72 images: 3 batches of 24 per epoch
+    calls = []
+
+    def record(images):
+        calls.append(tuple(images.shape))
+        return images
+
+    w = np.linspace(0.5, 1.5, len(y)) if weighted else None
+    est = _small_batch(cls, augment=record).fit(X, y, sample_weight=w)
+    assert calls == [(24, 1, 16, 16)] * 6
+    calls.clear()
+    est.adapt(X[::12][:3], y[::12][:3]).predict(X[:5])
+    est.predict(X[:5])
+    assert calls == []                        # adaptation and prediction are not augmented
+
+
+def test_batch_learners_do_not_augment_validation_batches():
+    from skorch.dataset import ValidSplit
+
+    X, y = _images()
+    calls = []
+
+    def record(images):
+        calls.append(images.shape[0])
+        return images
+
+    est = _small_batch(BaselineFewShotClassifier, augment=record, max_epochs=1,
+                       train_split=ValidSplit(4, stratified=True)).fit(X, y)
+    assert "valid_loss" in est.net_.history[-1]
+    assert sum(calls) == 54                   # the 3/4 of the rows trained on, once
+
+
+@pytest.mark.parametrize("cls", BATCH_LEARNERS)
+def test_batch_learners_shift_changes_training_and_a_seed_still_fixes_it(cls):
+    X, y = _images()
+    plain = _small_batch(cls).fit(X, y)
+    shifted = _small_batch(cls, augment="shift").fit(X, y)
+    again = clone(shifted).fit(X, y)
+    w = [next(e.net_.module_.parameters()).detach().clone() for e in (plain, shifted, again)]
+    assert not torch.allclose(w[0], w[1])
+    assert torch.equal(w[1], w[2])
+    np.testing.assert_array_equal(shifted.predict_proba(X), again.predict_proba(X))
+    restored = pickle.loads(pickle.dumps(shifted))
+    np.testing.assert_array_equal(restored.predict_proba(X), shifted.predict_proba(X))
+
+
+def test_batch_learners_shift_needs_images_and_fail_atomically():
+    rng = np.random.RandomState(0)
+    X2, y2 = rng.randn(60, 5).astype(np.float32), np.repeat(np.arange(6), 10)
+    base = _small_batch(BaselineFewShotClassifier, augment="shift")
+    with pytest.raises(ValueError, match=r"augment='shift'.*\(n_samples, C, H, W\)"):
+        base.fit(X2, y2)
+    assert not hasattr(base, "net_")
+    X, y = _images()
+    simple = _small_batch(SimpleShotClassifier).fit(X, y)
+    before = {k: v.clone() for k, v in simple.net_.module_.state_dict().items()}
+    mean_before = simple.feature_mean_.copy()
+    simple.set_params(augment=lambda images: images[:, :, :8, :8])
+    with pytest.raises(ValueError, match=r"augment must return a tensor of the shape"):
+        simple.fit(X, y)
+    after = simple.net_.module_.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    np.testing.assert_array_equal(simple.feature_mean_, mean_before)
+    with pytest.raises((ValueError, TypeError), match="augment"):
+        _small_batch(SimpleShotClassifier, augment="rotate").fit(X, y)
+
+
 @pytest.mark.skipif(not DATA or not os.path.isdir(os.path.join(DATA or "", "omniglot")),
                     reason="needs the Omniglot files: set SKTRANSFER_DATA to the data folder")
 def test_protonet_learns_with_shifted_episodes_on_real_omniglot():
@@ -188,5 +266,22 @@ def test_protonet_learns_with_shifted_episodes_on_real_omniglot():
                                    module=lambda: Conv4(hidden_channels=16), random_state=0)
     proto.fit(X[train], y[train], groups=groups[train])
     mean, ci = few_shot_score(proto, X[~train], y[~train], n_way=5, k_shot=1, n_query=5,
+                              n_episodes=30, random_state=0)
+    assert mean > 0.5, (mean, ci)  # chance 0.2
+
+
+@pytest.mark.skipif(not DATA or not os.path.isdir(os.path.join(DATA or "", "omniglot")),
+                    reason="needs the Omniglot files: set SKTRANSFER_DATA to the data folder")
+def test_simpleshot_learns_with_shifted_batches_on_real_omniglot():
+    from sktransfer.datasets import load_omniglot
+    from sktransfer.modules import Conv4
+
+    data = load_omniglot("background_small1")
+    X, y, groups = data.data, data.target, data.groups
+    train = np.isin(groups, np.unique(groups)[:4])
+    simple = SimpleShotClassifier(max_epochs=5, augment="shift",
+                                  module=lambda: Conv4(hidden_channels=16), random_state=0)
+    simple.fit(X[train], y[train])
+    mean, ci = few_shot_score(simple, X[~train], y[~train], n_way=5, k_shot=1, n_query=5,
                               n_episodes=30, random_state=0)
     assert mean > 0.5, (mean, ci)  # chance 0.2
