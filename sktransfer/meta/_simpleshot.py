@@ -6,7 +6,6 @@ from sklearn.utils._param_validation import StrOptions
 
 from .._weights import CLASS_WEIGHT_CONSTRAINT, check_sample_weight
 from ..base import parameter_constraints
-from ._augmentation import AUGMENT_CONSTRAINT
 from ._base import META_PARAMETER_CONSTRAINTS, embed_in_chunks, state_to
 from ._baseline import BaselineFewShotClassifier, BaselineModule
 
@@ -53,8 +52,7 @@ class SimpleShotModule(BaselineModule):
 
 
 @parameter_constraints(**META_PARAMETER_CONSTRAINTS, class_weight=CLASS_WEIGHT_CONSTRAINT,
-                       normalization=[StrOptions(set(NORMALIZATIONS))],
-                       augment=AUGMENT_CONSTRAINT)
+                       normalization=[StrOptions(set(NORMALIZATIONS))])
 class SimpleShotClassifier(BaselineFewShotClassifier):
     """SimpleShot: nearest centroid on centred, L2-normalised features (Wang et al., 2019).
 

@@ -36,6 +36,17 @@ def _images(n_classes=6, per_class=12, size=16, seed=0):
     return X.astype(np.float32), y
 
 
+def _recorder():
+    """An augmentation that changes nothing and records the shape of every call."""
+    calls = []
+
+    def record(images):
+        calls.append(tuple(images.shape))
+        return images
+
+    return calls, record
+
+
 def _small(cls, **params):
     small = dict(n_way=3, k_shot=1, n_query=2, episodes_per_epoch=3, max_epochs=1,
                  random_state=0)
@@ -94,12 +105,7 @@ def test_random_shift_repr_and_equality_survive_clone_and_pickle():
 @pytest.mark.parametrize("cls", LEARNERS)
 def test_augment_reaches_every_training_episode_and_only_those(cls):
     X, y = _images()
-    calls = []
-
-    def record(images):
-        calls.append(tuple(images.shape))
-        return images
-
+    calls, record = _recorder()
     est = _small(cls, augment=record).fit(X, y)
     # support (3 x 1) and query (3 x 2) images of each of the 3 episodes
     assert sorted(set(calls)) == [(3, 1, 16, 16), (6, 1, 16, 16)]
@@ -114,12 +120,7 @@ def test_validation_episodes_are_not_augmented():
     from skorch.dataset import ValidSplit
 
     X, y = _images()
-    calls = []
-
-    def record(images):
-        calls.append(images.shape[0])
-        return images
-
+    calls, record = _recorder()
     est = _small(PrototypicalClassifier, augment=record, episodes_per_epoch=10,
                  train_split=ValidSplit(5)).fit(X, y)
     history = est.net_.history
@@ -186,12 +187,7 @@ def _small_batch(cls, **params):
 @pytest.mark.parametrize("weighted", [False, True])
 def test_batch_learners_augment_every_training_batch_and_only_those(cls, weighted):
     X, y = _images()                          # 72 images: 3 batches of 24 per epoch
-    calls = []
-
-    def record(images):
-        calls.append(tuple(images.shape))
-        return images
-
+    calls, record = _recorder()
     w = np.linspace(0.5, 1.5, len(y)) if weighted else None
     est = _small_batch(cls, augment=record).fit(X, y, sample_weight=w)
     assert calls == [(24, 1, 16, 16)] * 6
@@ -205,16 +201,11 @@ def test_batch_learners_do_not_augment_validation_batches():
     from skorch.dataset import ValidSplit
 
     X, y = _images()
-    calls = []
-
-    def record(images):
-        calls.append(images.shape[0])
-        return images
-
+    calls, record = _recorder()
     est = _small_batch(BaselineFewShotClassifier, augment=record, max_epochs=1,
                        train_split=ValidSplit(4, stratified=True)).fit(X, y)
     assert "valid_loss" in est.net_.history[-1]
-    assert sum(calls) == 54                   # the 3/4 of the rows trained on, once
+    assert sum(shape[0] for shape in calls) == 54   # the 3/4 of the rows trained on, once
 
 
 @pytest.mark.parametrize("cls", BATCH_LEARNERS)
@@ -252,36 +243,40 @@ def test_batch_learners_shift_needs_images_and_fail_atomically():
         _small_batch(SimpleShotClassifier, augment="rotate").fit(X, y)
 
 
-@pytest.mark.skipif(not DATA or not os.path.isdir(os.path.join(DATA or "", "omniglot")),
-                    reason="needs the Omniglot files: set SKTRANSFER_DATA to the data folder")
-def test_protonet_learns_with_shifted_episodes_on_real_omniglot():
+needs_omniglot = pytest.mark.skipif(
+    not DATA or not os.path.isdir(os.path.join(DATA or "", "omniglot")),
+    reason="needs the Omniglot files: set SKTRANSFER_DATA to the data folder")
+
+
+def _five_way_one_shot_on_real_omniglot(make, groups_in_fit):
+    """Train ``make(Conv4 factory)`` on 4 alphabets of the small Omniglot split;
+    the mean 5-way 1-shot accuracy (and its interval) on the others."""
     from sktransfer.datasets import load_omniglot
     from sktransfer.modules import Conv4
 
     data = load_omniglot("background_small1")
     X, y, groups = data.data, data.target, data.groups
     train = np.isin(groups, np.unique(groups)[:4])
-    proto = PrototypicalClassifier(n_way=5, k_shot=1, n_query=5, max_epochs=2,
-                                   episodes_per_epoch=50, augment="shift",
-                                   module=lambda: Conv4(hidden_channels=16), random_state=0)
-    proto.fit(X[train], y[train], groups=groups[train])
-    mean, ci = few_shot_score(proto, X[~train], y[~train], n_way=5, k_shot=1, n_query=5,
-                              n_episodes=30, random_state=0)
+    est = make(lambda: Conv4(hidden_channels=16))
+    est.fit(X[train], y[train], **({"groups": groups[train]} if groups_in_fit else {}))
+    return few_shot_score(est, X[~train], y[~train], n_way=5, k_shot=1, n_query=5,
+                          n_episodes=30, random_state=0)
+
+
+@needs_omniglot
+def test_protonet_learns_with_shifted_episodes_on_real_omniglot():
+    mean, ci = _five_way_one_shot_on_real_omniglot(
+        lambda conv4: PrototypicalClassifier(n_way=5, k_shot=1, n_query=5, max_epochs=2,
+                                             episodes_per_epoch=50, augment="shift",
+                                             module=conv4, random_state=0),
+        groups_in_fit=True)
     assert mean > 0.5, (mean, ci)  # chance 0.2
 
 
-@pytest.mark.skipif(not DATA or not os.path.isdir(os.path.join(DATA or "", "omniglot")),
-                    reason="needs the Omniglot files: set SKTRANSFER_DATA to the data folder")
+@needs_omniglot
 def test_simpleshot_learns_with_shifted_batches_on_real_omniglot():
-    from sktransfer.datasets import load_omniglot
-    from sktransfer.modules import Conv4
-
-    data = load_omniglot("background_small1")
-    X, y, groups = data.data, data.target, data.groups
-    train = np.isin(groups, np.unique(groups)[:4])
-    simple = SimpleShotClassifier(max_epochs=5, augment="shift",
-                                  module=lambda: Conv4(hidden_channels=16), random_state=0)
-    simple.fit(X[train], y[train])
-    mean, ci = few_shot_score(simple, X[~train], y[~train], n_way=5, k_shot=1, n_query=5,
-                              n_episodes=30, random_state=0)
+    mean, ci = _five_way_one_shot_on_real_omniglot(
+        lambda conv4: SimpleShotClassifier(max_epochs=5, augment="shift", module=conv4,
+                                           random_state=0),
+        groups_in_fit=False)
     assert mean > 0.5, (mean, ci)  # chance 0.2
