@@ -45,7 +45,8 @@ learners). Each is scored on Lake-style 20-way one-shot runs built from the
 10 held-out alphabets (:func:`~sktransfer.datasets.make_one_shot_runs`,
 ``--runs`` of them, mean error and its 95% interval across runs), and on
 ``--episodes`` (default 600) episodes per setting, next to the published
-numbers. ``--tta`` adds a row with ``tta="shift"`` for the metric learners;
+numbers. ``--tta`` adds a row with ``tta="shift"`` for the learners that take it (the metric
+learners, Baseline++ and SimpleShot);
 ``--augment shift`` trains the episodic and batch learners with ``augment="shift"``
 (random shifts of the training images, :class:`~sktransfer.meta.RandomShift`).
 """
@@ -263,7 +264,8 @@ def main():
                         help="training-time augmentation of the episodic and batch learners "
                              "(--minutes only)")
     parser.add_argument("--tta", action="store_true",
-                        help="also score the metric learners with tta='shift' (--minutes only)")
+                        help="also score the learners that take tta with tta='shift' "
+                             "(--minutes only)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     os.environ.setdefault("SKTRANSFER_NUM_THREADS", "1")

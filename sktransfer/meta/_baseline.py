@@ -1,12 +1,14 @@
 """BaselineFewShotClassifier: Baseline and Baseline++ (Chen et al., 2019)."""
 
 import math
+from functools import partial
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
 from skorch.utils import to_tensor as _to_device
 from torch import nn
@@ -30,6 +32,7 @@ from ._base import (
     state_to,
 )
 from ._learner import trunk_width
+from ._test_time import TTA_CONSTRAINT, ShiftAveragingMixin, shift_averaged
 
 __all__ = ["BaselineFewShotClassifier"]
 
@@ -43,7 +46,14 @@ def head_logits(kind, state, feats):
 
 
 class BaselineModule(nn.Module):
-    """A trunk and a (linear or cosine) head over all base classes."""
+    """A trunk and a (linear or cosine) head over all base classes.
+
+    ``tta`` is the test-time augmentation of the rows to adapt to and to
+    predict (``None`` or ``"shift"``, see :meth:`embed_rows`); the estimator
+    sets it for each adapt and predict call.
+    """
+
+    tta = None
 
     def __init__(self, trunk, width, n_classes, head):
         super().__init__()
@@ -60,6 +70,21 @@ class BaselineModule(nn.Module):
     def embed(self, X):
         out = self.trunk(X)
         return out.reshape(out.shape[0], -1)
+
+    def embed_rows(self, X, trunk_params=None):
+        """The embeddings of rows to adapt to or to predict (in chunks).
+
+        With ``trunk_params`` (a dict of the trunk's tensors, when adapting
+        fine-tunes the trunk) the trunk runs on those instead of its own
+        parameters. With ``self.tta == "shift"`` a row's embedding is the
+        mean over its 9 one-pixel shifts
+        (:func:`~sktransfer.meta._test_time.shift_averaged`).
+        """
+        if trunk_params is None:
+            embed = partial(embed_in_chunks, self.embed)
+        else:
+            embed = partial(self._embed_with, trunk_params)
+        return shift_averaged(embed, X) if self.tta == "shift" else embed(X)
 
     def head_state(self):
         state = {"weight": self.weight.detach().clone()}
@@ -90,9 +115,8 @@ class BaselineModule(nn.Module):
             trunk = {name: p.detach().clone().requires_grad_(True)
                      for name, p in self.trunk.named_parameters()}
         with torch.no_grad():
-            feats = embed_in_chunks(self.embed, Xs)
-            feats_q = None if Xq is None or trunk is not None else embed_in_chunks(self.embed,
-                                                                                  Xq)
+            feats = self.embed_rows(Xs)
+            feats_q = None if Xq is None or trunk is not None else self.embed_rows(Xq)
         width = feats.shape[1]
         weight = torch.empty(n_classes, width, dtype=feats.dtype, device=feats.device)
         nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
@@ -109,8 +133,8 @@ class BaselineModule(nn.Module):
             for _ in range(steps):
                 opt.zero_grad()
                 if trunk is not None:
-                    feats = self._embed_with(trunk, Xs)
-                    feats_q = None if Xq is None else self._embed_with(trunk, Xq)
+                    feats = self.embed_rows(Xs, trunk)
+                    feats_q = None if Xq is None else self.embed_rows(Xq, trunk)
                 query = None if feats_q is None else head_logits(self.kind, state, feats_q)
                 adaptation.loss(head_logits(self.kind, state, feats), ys, query).backward()
                 opt.step()
@@ -125,8 +149,7 @@ class BaselineModule(nn.Module):
 
     def predict_logits(self, state, X):
         trunk = {k[len("trunk."):]: v for k, v in state.items() if k.startswith("trunk.")}
-        feats = self._embed_with(trunk, X) if trunk else self.embed(X)
-        return head_logits(self.kind, state, feats)
+        return head_logits(self.kind, state, self.embed_rows(X, trunk or None))
 
 
 class _BaselineNet(WeightedLossMixin, NeuralNet):
@@ -149,9 +172,9 @@ class _BaselineNet(WeightedLossMixin, NeuralNet):
 
 @parameter_constraints(**META_PARAMETER_CONSTRAINTS, class_weight=CLASS_WEIGHT_CONSTRAINT,
                        adaptation=[StrOptions(set(ADAPTATIONS)), Adaptation],
-                       augment=AUGMENT_CONSTRAINT)
-class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, ClassifierMixin,
-                                BaseEstimator):
+                       augment=AUGMENT_CONSTRAINT, tta=TTA_CONSTRAINT)
+class BaselineFewShotClassifier(ShiftAveragingMixin, FewShotClassifierMixin, NeuralEstimatorMixin,
+                                ClassifierMixin, BaseEstimator):
     """Baseline (linear head) and Baseline++ (cosine head) for few-shot classification.
 
     Chen et al. (2019, "A closer look at few-shot classification") showed
@@ -196,6 +219,12 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
         ``fit`` (not of validation batches, adapt or predict); ``"shift"`` is
         :class:`~sktransfer.meta.RandomShift` ``()``, a callable maps a tensor
         (n, C, H, W) to one of the same shape.
+    tta : {None, "shift"}, default=None
+        Test-time augmentation: with ``"shift"`` the embedding of every image
+        that :meth:`adapt` trains the new head on, and that ``predict``
+        classifies, is the mean of its embeddings over the 9 one-pixel
+        shifts of the image (9 forward passes per row); ``fit`` is
+        unchanged. Images only (X of shape (n, C, H, W)).
     module : None, nn.Module class, factory or instance, default=None
         The trunk: an MLP with ``hidden_layer_sizes`` for 2-D X,
         :class:`~sktransfer.modules.Conv4` for images.
@@ -259,6 +288,7 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
         adaptation="finetune",
         class_weight=None,
         augment=None,
+        tta=None,
         module=None,
         hidden_layer_sizes=(64,),
         optimizer=torch.optim.Adam,
@@ -282,6 +312,7 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
         self.adaptation = adaptation
         self.class_weight = class_weight
         self.augment = augment
+        self.tta = tta
         self.module = module
         self.hidden_layer_sizes = hidden_layer_sizes
         self.optimizer = optimizer
@@ -364,6 +395,7 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
             return data
         self._check_params()
         X = self._validate_X(X, reset=True)
+        self._check_tta(X.shape[1:])
         y = self._validate_y(y, X.shape[0])
         classes, y_enc = np.unique(y, return_inverse=True)
         if len(classes) < 2:
@@ -389,12 +421,20 @@ class BaselineFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, Cl
             if data.get("X_query") is not None:
                 options["Xq"] = to_tensor(data["X_query"])
             ys = torch.as_tensor(data["y_enc"], dtype=torch.long)
-            return adapt_in_eval(net, data["X"], ys, len(data["classes"]), **options)
+            self._check_tta(data["X"].shape[1:])
+            with self._tta(net.module_):
+                return adapt_in_eval(net, data["X"], ys, len(data["classes"]), **options)
         X, w = torch.tensor(data["X"]), data["weights"]
         net.augment = data["augment"]
         net.fit(X if w is None else {"X": X, SAMPLE_WEIGHT: torch.as_tensor(w)},
                 torch.as_tensor(data["y_enc"]))
         return state_to(net.module_.head_state(), "cpu")
+
+    def _logits(self, X):
+        check_is_fitted(self, "net_")
+        self._check_tta(self.input_shape_)
+        with self._tta(self.net_.module_):
+            return super()._logits(X)
 
     def _record(self, ctx, net, data, state):
         if ctx.name == "adapt":

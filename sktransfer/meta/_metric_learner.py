@@ -15,59 +15,33 @@ learner's rule scores the queries against the support state
 (:meth:`~MetricModule.episode_logits` in meta-training,
 :meth:`~MetricModule.query_logits` at prediction).
 
-Test-time augmentation (the learners' ``tta`` parameter) is one strategy of
-that path: with ``tta="shift"`` an image's embedding at adapt and predict
-time is the mean of its embeddings over the 9 one-pixel shifts of the image
+Test-time augmentation (the learners' ``tta`` parameter, shared with the
+batch learners in :mod:`sktransfer.meta._test_time`) is one strategy of that
+path: with ``tta="shift"`` an image's embedding at adapt and predict time is
+the mean of its embeddings over the 9 one-pixel shifts of the image
 (:func:`shift_averaged`); meta-training is unchanged.
 """
 
-import contextlib
 from abc import ABCMeta, abstractmethod
 
 import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ..base import NeuralEstimatorMixin
 from ._base import FewShotClassifierMixin, embed_in_chunks
+from ._test_time import (
+    TTA_CONSTRAINT,
+    TTA_OPTIONS,
+    ShiftAveragingMixin,
+    shift_averaged,
+    shift_image,
+)
 
 __all__ = ["TTA_CONSTRAINT", "TTA_OPTIONS", "MetricFewShotClassifier", "MetricModule",
-           "class_means", "encode_support_query", "shift_averaged"]
-
-#: The values of the metric learners' ``tta`` parameter besides ``None``.
-TTA_OPTIONS = ("shift",)
-#: The constraint of the ``tta`` parameter (scikit-learn's format).
-TTA_CONSTRAINT = [StrOptions(set(TTA_OPTIONS)), None]
-
-#: The 9 one-pixel shifts (rows, columns) that ``tta="shift"`` averages over.
-SHIFTS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
-
-
-def shift_image(X, dy, dx):
-    """``X`` (n, C, H, W) moved by ``dy`` rows and ``dx`` columns, zero padded."""
-    H, W = X.shape[-2:]
-    padded = torch.nn.functional.pad(X, (1, 1, 1, 1))
-    return padded[..., 1 - dy:1 - dy + H, 1 - dx:1 - dx + W]
-
-
-def shift_averaged(embed, X):
-    """The mean of ``embed`` over the 9 one-pixel shifts of the images ``X``.
-
-    ``X`` has shape (n, C, H, W); every shift (-1, 0 or +1 pixel in each
-    axis) is zero padded. This is what ``tta="shift"`` computes for every row
-    to adapt to or to predict.
-    """
-    if X.dim() != 4:
-        raise ValueError(f"tta='shift' averages over shifts of images: it needs X of shape "
-                         f"(n, C, H, W), got X of shape {tuple(X.shape)}; use tta=None")
-    total = None
-    for dy, dx in SHIFTS:
-        emb = embed(shift_image(X, dy, dx))
-        total = emb if total is None else total + emb
-    return total / len(SHIFTS)
+           "class_means", "encode_support_query", "shift_averaged", "shift_image"]
 
 
 def class_means(emb, labels, n_classes):
@@ -181,29 +155,12 @@ class MetricModule(nn.Module, metaclass=ABCMeta):
         return self.query_logits(state, encode_support_query(self, Xq=X)[1])
 
 
-class MetricFewShotClassifier(FewShotClassifierMixin, NeuralEstimatorMixin, ClassifierMixin,
-                              BaseEstimator):
+class MetricFewShotClassifier(ShiftAveragingMixin, FewShotClassifierMixin, NeuralEstimatorMixin,
+                              ClassifierMixin, BaseEstimator):
     """Base of the metric learners: episodic fit, adapt by embedding the support set."""
 
     def _check_params(self):
         pass
-
-    def _check_tta(self, sample_shape):
-        tta = getattr(self, "tta", None)
-        if tta is not None and len(sample_shape) != 3:
-            raise ValueError(f"tta={tta!r} averages over shifts of images: it needs X of "
-                             f"shape (n_samples, C, H, W), got rows of shape "
-                             f"{tuple(sample_shape)}; use tta=None")
-
-    @contextlib.contextmanager
-    def _tta(self, module):
-        """The estimator's ``tta`` on ``module`` for one adapt or predict call."""
-        previous = vars(module).get("tta", MetricModule.tta)
-        module.tta = getattr(self, "tta", None)
-        try:
-            yield
-        finally:
-            module.tta = previous
 
     def _build_module(self, sample_shape, sizes, n_way, *, k_shot, n_query, device):
         self._check_tta(sample_shape)

@@ -43,11 +43,11 @@ class SimpleShotModule(BaselineModule):
 
     def adapt_state(self, Xs, ys, n_classes, normalization="cl2n"):
         with torch.no_grad():
-            feats = embed_in_chunks(self.embed, Xs)
+            feats = self.embed_rows(Xs)
         return self.centroid_state(feats, ys, n_classes, normalization)
 
     def predict_logits(self, state, X):
-        z = transform_features(self.embed(X), self.feature_mean, state["normalization"])
+        z = transform_features(self.embed_rows(X), self.feature_mean, state["normalization"])
         return -torch.cdist(z, state["centroids"].to(z.dtype)).pow(2)
 
 
@@ -80,6 +80,13 @@ class SimpleShotClassifier(BaselineFewShotClassifier):
     head : {"linear", "cosine"}, default="linear"
         The head of the training (the paper's is linear, plain cross-entropy);
         it is not used for predictions.
+    tta : {None, "shift"}, default=None
+        Test-time augmentation: with ``"shift"`` the feature of every image
+        that :meth:`adapt` averages into a centroid, and that ``predict``
+        classifies, is the mean of its embeddings over the 9 one-pixel
+        shifts of the image (9 forward passes per row). ``fit`` is unchanged:
+        the mean base-class feature and the centroids of the classes of
+        ``fit`` are of the unshifted images. Images only.
     class_weight, augment, module, hidden_layer_sizes, optimizer, lr, max_epochs, batch_size
         The training, as in :class:`~sktransfer.meta.BaselineFewShotClassifier`.
     callbacks, train_split, early_stopping, validation_fraction, n_iter_no_change, tol
@@ -122,6 +129,7 @@ class SimpleShotClassifier(BaselineFewShotClassifier):
         head="linear",
         class_weight=None,
         augment=None,
+        tta=None,
         module=None,
         hidden_layer_sizes=(64,),
         optimizer=torch.optim.Adam,
@@ -143,6 +151,7 @@ class SimpleShotClassifier(BaselineFewShotClassifier):
         self.head = head
         self.class_weight = class_weight
         self.augment = augment
+        self.tta = tta
         self.module = module
         self.hidden_layer_sizes = hidden_layer_sizes
         self.optimizer = optimizer

@@ -1,15 +1,21 @@
-"""tta="shift": test-time shift averaging of the metric learners' embeddings."""
+"""tta="shift": test-time shift averaging of the few-shot learners' embeddings (the metric
+learners and the batch learners Baseline and SimpleShot)."""
 
 import pickle
-import time
 
 import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
 
-from sktransfer.meta import MatchingClassifier, PrototypicalClassifier, R2D2Classifier
-from sktransfer.meta._metric_learner import shift_averaged, shift_image
+from sktransfer.meta import (
+    BaselineFewShotClassifier,
+    MatchingClassifier,
+    PrototypicalClassifier,
+    R2D2Classifier,
+    SimpleShotClassifier,
+)
+from sktransfer.meta._test_time import SHIFTS, shift_averaged, shift_image
 
 
 def _images(n_classes=6, per_class=12, size=12, seed=0):
@@ -93,39 +99,152 @@ def test_predicts_above_chance(Estimator):
     np.testing.assert_array_equal(again.predict(X[:10]), new.predict(X[:10]))
 
 
-def test_costs_about_nine_embeddings(fitted):
+def _count_embeds(module):
+    """Wrap ``module.embed`` to count the rows it embeds; returns the counter list."""
+    rows, embed = [], module.embed
+
+    def counting(X):
+        rows.append(X.shape[0])
+        return embed(X)
+    module.embed = counting
+    return rows
+
+
+def test_costs_nine_embeddings_per_row(fitted):
     proto, X, y = fitted
     shifted = pickle.loads(pickle.dumps(proto)).set_params(tta="shift")
-    Xq = np.repeat(X, 4, axis=0)
-    proto.predict(Xq[:10])
-    shifted.predict(Xq[:10])
-
-    def best_of(est, n=3):
-        times = []
-        for _ in range(n):
-            start = time.perf_counter()
-            est.predict(Xq)
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    ratio = best_of(shifted) / best_of(proto)
-    assert 3 < ratio < 30, ratio
+    plain_rows = _count_embeds(proto.net_.module_)
+    shifted_rows = _count_embeds(shifted.net_.module_)
+    np.testing.assert_allclose(shifted.predict_proba(X[:10]).sum(1), 1, rtol=1e-5)
+    proto.predict(X[:10])
+    assert sum(plain_rows) == 10
+    assert sum(shifted_rows) == 9 * 10 and len(shifted_rows) == len(SHIFTS)
+    del proto.net_.module_.embed                     # the fixture's module, as it was
 
 
-def test_two_dimensional_input_is_a_clear_error():
+_SMALL_FITS = {
+    PrototypicalClassifier: dict(max_epochs=1, episodes_per_epoch=2),
+    BaselineFewShotClassifier: dict(max_epochs=1, adapt_steps=2),
+    SimpleShotClassifier: dict(max_epochs=1),
+}
+
+
+@pytest.mark.parametrize("Estimator", list(_SMALL_FITS))
+def test_two_dimensional_input_is_a_clear_error(Estimator):
     rng = np.random.RandomState(0)
     X, y = rng.randn(60, 5).astype(np.float32), np.repeat(np.arange(3), 20)
     with pytest.raises(ValueError, match="tta='shift'.*C, H, W"):
-        PrototypicalClassifier(max_epochs=1, episodes_per_epoch=2, tta="shift").fit(X, y)
-    proto = PrototypicalClassifier(max_epochs=1, episodes_per_epoch=2).fit(X, y)
-    proto.set_params(tta="shift")
+        Estimator(tta="shift", **_SMALL_FITS[Estimator]).fit(X, y)
+    est = Estimator(**_SMALL_FITS[Estimator]).fit(X, y)
+    est.set_params(tta="shift")
     with pytest.raises(ValueError, match="tta='shift'"):
-        proto.predict(X)
+        est.predict(X)
     with pytest.raises(ValueError, match="tta='shift'"):
-        proto.adapt(X, y)
+        est.adapt(X, y)
 
 
-def test_bad_tta_value():
+@pytest.mark.parametrize("Estimator", list(_SMALL_FITS))
+def test_bad_tta_value(Estimator):
     X, y = _images()
     with pytest.raises(ValueError, match="tta"):
-        PrototypicalClassifier(max_epochs=1, tta="flip").fit(X, y)
+        Estimator(tta="flip", **_SMALL_FITS[Estimator]).fit(X, y)
+
+
+# ------------------------------------------------------- the batch learners
+
+
+@pytest.fixture(scope="module")
+def simple_fitted():
+    X, y = _images()
+    simple = SimpleShotClassifier(max_epochs=3, batch_size=16, random_state=0).fit(
+        X[y < 4], y[y < 4])
+    return simple, X, y
+
+
+def _by_hand_shift_mean(module, X):
+    """The mean of ``module.embed`` over the 9 shifts of ``X``, written out."""
+    module.eval()
+    with torch.no_grad():
+        return torch.stack([module.embed(shift_image(torch.as_tensor(X), dy, dx))
+                            for dy, dx in SHIFTS]).mean(0)
+
+
+def test_simpleshot_centroids_and_queries_are_shift_averaged(simple_fitted):
+    simple, X, y = simple_fitted
+    support, ys = X[y >= 4][::2], y[y >= 4][::2]
+    queries = X[y >= 4][1::2]
+    shifted = pickle.loads(pickle.dumps(simple)).set_params(tta="shift")
+    adapted = shifted.adapt(support, ys)
+    module = simple.net_.module_
+    mean = module.feature_mean
+
+    def transform(f):
+        return torch.nn.functional.normalize(f - mean, dim=1)
+
+    zs = transform(_by_hand_shift_mean(module, support))
+    ys_enc = torch.as_tensor(np.unique(ys, return_inverse=True)[1])
+    centroids = torch.stack([zs[ys_enc == c].mean(0) for c in range(2)])
+    np.testing.assert_allclose(adapted.adapted_state_["centroids"].numpy(),
+                               centroids.numpy(), rtol=1e-5, atol=1e-6)
+    plain = simple.adapt(support, ys)
+    assert not np.allclose(plain.adapted_state_["centroids"].numpy(), centroids.numpy())
+    zq = transform(_by_hand_shift_mean(module, queries))
+    expected = torch.softmax(-torch.cdist(zq, centroids).pow(2), 1).numpy()
+    np.testing.assert_allclose(adapted.predict_proba(queries), expected, rtol=1e-4, atol=1e-5)
+    # fit is unchanged: the base-class feature mean is the one of the unshifted rows
+    np.testing.assert_array_equal(shifted.feature_mean_, simple.feature_mean_)
+    assert shifted.net_.module_.tta is None and module.tta is None
+
+
+def test_baseline_trains_its_new_head_on_shift_averaged_features(simple_fitted, monkeypatch):
+    X, y = _images()
+    base = BaselineFewShotClassifier(max_epochs=3, batch_size=16, adapt_steps=20,
+                                     random_state=0).fit(X[y < 4], y[y < 4])
+    support, ys = X[y >= 4][::2], y[y >= 4][::2]
+    module = base.net_.module_
+    seen = []
+    original = type(module).adapt_state
+
+    def spy(self, Xs, ys_, n_classes, **options):
+        seen.append(self.embed_rows(Xs))
+        return original(self, Xs, ys_, n_classes, **options)
+    monkeypatch.setattr(type(module), "adapt_state", spy)
+    adapted = base.set_params(tta="shift").adapt(support, ys)
+    np.testing.assert_allclose(seen[0].detach().numpy(),
+                               _by_hand_shift_mean(module, support).numpy(),
+                               rtol=1e-5, atol=1e-6)
+    # predict: the new head on the shift-averaged features of the queries
+    queries = X[y >= 4][1::2]
+    state = adapted.adapted_state_
+    logits = _by_hand_shift_mean(module, queries) @ state["weight"].T + state["bias"]
+    np.testing.assert_allclose(adapted.predict_proba(queries),
+                               torch.softmax(logits, 1).numpy(), rtol=1e-4, atol=1e-5)
+    assert module.tta is None
+
+
+@pytest.mark.parametrize("Estimator", [BaselineFewShotClassifier, SimpleShotClassifier])
+def test_batch_learners_with_tta_predict_above_chance(Estimator):
+    X, y = _images()
+    est = Estimator(max_epochs=10, batch_size=16, tta="shift", random_state=0).fit(
+        X[y < 4], y[y < 4])
+    assert est.score(X[y < 4], y[y < 4]) > 0.7                      # 4 classes: chance 0.25
+    new = est.adapt(X[y >= 4][::2], y[y >= 4][::2])
+    assert new.score(X[y >= 4][1::2], y[y >= 4][1::2]) > 0.8        # 2 classes: chance 0.5
+    again = pickle.loads(pickle.dumps(new))
+    np.testing.assert_array_equal(again.predict(X[:10]), new.predict(X[:10]))
+
+
+def test_baseline_tta_with_a_finetuned_trunk_still_trains_the_trunk():
+    from sktransfer.meta import TransductiveFineTuning
+
+    X, y = _images()
+    base = BaselineFewShotClassifier(max_epochs=10, batch_size=16, adapt_steps=30,
+                                     adaptation=TransductiveFineTuning(finetune_backbone=True),
+                                     tta="shift", random_state=0).fit(X[y < 4], y[y < 4])
+    new = base.adapt(X[y >= 4][::2], y[y >= 4][::2], X_query=X[y >= 4][1::2])
+    trunk = {k[len("trunk."):]: v for k, v in new.adapted_state_.items()
+             if k.startswith("trunk.")}
+    assert trunk
+    before = dict(base.net_.module_.trunk.named_parameters())
+    assert any(not torch.allclose(v, before[k].detach()) for k, v in trunk.items())
+    assert new.score(X[y >= 4][1::2], y[y >= 4][1::2]) > 0.8
