@@ -1,6 +1,5 @@
 """Rotated classes, Lake-style one-shot runs, and their scorer."""
 
-import os
 
 import numpy as np
 import pytest
@@ -8,11 +7,7 @@ from sklearn.base import BaseEstimator
 
 from sktransfer.datasets import augment_rotations, make_one_shot_runs
 from sktransfer.metrics import score_one_shot_runs
-
-DATA = os.environ.get("SKTRANSFER_DATA")
-needs_omniglot = pytest.mark.skipif(
-    not DATA or not os.path.isdir(os.path.join(DATA or "", "omniglot")),
-    reason="needs the Omniglot files: set SKTRANSFER_DATA to the data folder")
+from tests._data import needs_omniglot
 
 
 def test_rotations_are_new_classes_of_rotated_images():

@@ -1,6 +1,5 @@
 """augment=: training-time augmentation of the images of meta-training episodes."""
 
-import os
 import pickle
 
 import numpy as np
@@ -19,8 +18,8 @@ from sktransfer.meta import (
     SimpleShotClassifier,
 )
 from sktransfer.metrics import few_shot_score
+from tests._data import needs_omniglot
 
-DATA = os.environ.get("SKTRANSFER_DATA")
 LEARNERS = [PrototypicalClassifier, MatchingClassifier, R2D2Classifier, RelationClassifier,
             MAMLClassifier]
 BATCH_LEARNERS = [BaselineFewShotClassifier, SimpleShotClassifier]
@@ -243,9 +242,6 @@ def test_batch_learners_shift_needs_images_and_fail_atomically():
         _small_batch(SimpleShotClassifier, augment="rotate").fit(X, y)
 
 
-needs_omniglot = pytest.mark.skipif(
-    not DATA or not os.path.isdir(os.path.join(DATA or "", "omniglot")),
-    reason="needs the Omniglot files: set SKTRANSFER_DATA to the data folder")
 
 
 def _five_way_one_shot_on_real_omniglot(make, groups_in_fit):

@@ -1,6 +1,5 @@
 """The metric, baseline, Reptile and black-box few-shot classifiers."""
 
-import os
 import pickle
 
 import numpy as np
@@ -17,6 +16,7 @@ from sktransfer.meta import (
     ReptileClassifier,
 )
 from sktransfer.metrics import few_shot_score
+from tests._data import needs_omniglot
 
 
 @pytest.fixture(scope="module")
@@ -179,11 +179,9 @@ def test_episodes_per_epoch_none_only_where_documented():
         ReptileClassifier(episodes_per_epoch=None).fit(X, y)
 
 
-DATA = os.environ.get("SKTRANSFER_DATA")
 
 
-@pytest.mark.skipif(not DATA or not os.path.isdir(os.path.join(DATA or "", "omniglot")),
-                    reason="needs the Omniglot files: set SKTRANSFER_DATA to the data folder")
+@needs_omniglot
 def test_protonet_on_real_omniglot():
     from sktransfer.datasets import load_omniglot
 

@@ -1,6 +1,5 @@
 """R2D2Classifier: the closed-form ridge head, meta-trained through the episodic skeleton."""
 
-import os
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ from sklearn.linear_model import Ridge
 from sktransfer.meta import R2D2Classifier
 from sktransfer.meta._r2d2 import ridge_weights
 from sktransfer.metrics import few_shot_score
+from tests._data import needs_omniglot
 
 
 @pytest.fixture(scope="module")
@@ -96,11 +96,9 @@ def test_bad_input(fitted, digits):
         fitted.adapt(X[y == 5][:5], y[y == 5][:5])
 
 
-DATA = os.environ.get("SKTRANSFER_DATA")
 
 
-@pytest.mark.skipif(not DATA or not os.path.isdir(os.path.join(DATA or "", "omniglot")),
-                    reason="needs the Omniglot files: set SKTRANSFER_DATA to the data folder")
+@needs_omniglot
 def test_r2d2_on_real_omniglot():
     from sktransfer.datasets import load_omniglot
     from sktransfer.modules import Conv4

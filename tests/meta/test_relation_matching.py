@@ -1,7 +1,6 @@
 """RelationClassifier's convolutional relation module and MatchingClassifier's full
 context embeddings."""
 
-import os
 import pickle
 
 import numpy as np
@@ -14,9 +13,7 @@ from torch import nn
 
 from sktransfer.meta import MatchingClassifier, RelationClassifier
 from sktransfer.metrics import few_shot_score
-
-DATA = os.environ.get("SKTRANSFER_DATA")
-HAS_OMNIGLOT = bool(DATA) and os.path.isdir(os.path.join(DATA, "omniglot"))
+from tests._data import needs_omniglot
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +69,7 @@ def test_conv_relation_scores_feature_maps_and_each_row_alone(digit_images):
     assert mean > 0.35, mean  # chance 0.2
 
 
-@pytest.mark.skipif(not HAS_OMNIGLOT,
-                    reason="needs the Omniglot files: set SKTRANSFER_DATA to the data folder")
+@needs_omniglot
 def test_conv_relation_learns_on_real_omniglot():
     from sktransfer.datasets import load_omniglot
 

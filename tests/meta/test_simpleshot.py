@@ -1,6 +1,5 @@
 """SimpleShotClassifier: nearest centroid on centred, L2-normalised features."""
 
-import os
 
 import numpy as np
 import pytest
@@ -9,6 +8,7 @@ from sklearn.datasets import load_digits
 
 from sktransfer.meta import BaselineFewShotClassifier, SimpleShotClassifier
 from sktransfer.metrics import few_shot_score
+from tests._data import needs_omniglot
 
 
 @pytest.fixture(scope="module")
@@ -108,11 +108,9 @@ def test_bad_input(fitted, digits):
         fitted.adapt(X[:10], y[:10], X_query=X[:5])
 
 
-DATA = os.environ.get("SKTRANSFER_DATA")
 
 
-@pytest.mark.skipif(not DATA or not os.path.isdir(os.path.join(DATA or "", "omniglot")),
-                    reason="needs the Omniglot files: set SKTRANSFER_DATA to the data folder")
+@needs_omniglot
 def test_simpleshot_on_real_omniglot():
     from sktransfer.datasets import load_omniglot
     from sktransfer.modules import Conv4

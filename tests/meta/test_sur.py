@@ -1,6 +1,5 @@
 """SURClassifier: per-task selection weights over several frozen feature extractors."""
 
-import os
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from torch import nn
 
 from sktransfer.meta import BaselineFewShotClassifier, PrototypicalClassifier, SURClassifier
 from sktransfer.metrics import few_shot_score
+from tests._data import needs_omniglot
 
 
 @pytest.fixture(scope="module")
@@ -119,11 +119,9 @@ def test_bad_input(digits):
         SURClassifier(max_epochs=1).fit(X[:100], np.zeros(100))
 
 
-DATA = os.environ.get("SKTRANSFER_DATA")
 
 
-@pytest.mark.skipif(not DATA or not os.path.isdir(os.path.join(DATA or "", "omniglot")),
-                    reason="needs the Omniglot files: set SKTRANSFER_DATA to the data folder")
+@needs_omniglot
 def test_sur_on_real_omniglot():
     from sktransfer.datasets import load_omniglot
     from sktransfer.modules import Conv4

@@ -1,7 +1,6 @@
 """Adaptation strategies of BaselineFewShotClassifier: fine-tuning, transductive
 fine-tuning and TIM, and the X_query argument of adapt."""
 
-import os
 
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ from sklearn.datasets import load_digits
 
 from sktransfer.meta import TIM, Adaptation, BaselineFewShotClassifier, TransductiveFineTuning
 from sktransfer.meta._adaptation import marginal_entropy, mean_entropy
+from tests._data import needs_omniglot
 
 
 @pytest.fixture(scope="module")
@@ -146,11 +146,9 @@ def test_bad_parameters(fitted, digits):
     assert est.adaptation.ce_weight == 0.5
 
 
-DATA = os.environ.get("SKTRANSFER_DATA")
 
 
-@pytest.mark.skipif(not DATA or not os.path.isdir(os.path.join(DATA or "", "omniglot")),
-                    reason="needs the Omniglot files: set SKTRANSFER_DATA to the data folder")
+@needs_omniglot
 def test_tim_on_real_omniglot():
     from sktransfer.datasets import load_omniglot
     from sktransfer.modules import Conv4
